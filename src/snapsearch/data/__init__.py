@@ -1,0 +1,1 @@
+"""Data layer: manifests, sources, robust image reading, preprocessing contract, augmentations."""

@@ -1,0 +1,1 @@
+"""Training systems (LightningModules around the plain models) and the train task."""

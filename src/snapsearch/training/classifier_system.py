@@ -1,0 +1,149 @@
+"""The category classifier's training system: loss, optimiser, schedule, metrics, freezing."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassCalibrationError,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
+
+from snapsearch.models.backbone import create_backbone
+from snapsearch.models.classifier import CategoryClassifier
+
+TOP_K = 5
+ECE_BINS = 15
+
+
+def _stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
+            "acc_top5": MulticlassAccuracy(num_classes, top_k=min(TOP_K, num_classes), average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+            "ece": MulticlassCalibrationError(num_classes, n_bins=ECE_BINS, norm="l1"),
+        },
+        prefix=prefix,
+    )
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Any:
+    """Linear warm-up to the base rate, then cosine decay to ``min_ratio`` of it (per optimiser step)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class ClassifierSystem(pl.LightningModule):
+    """Trains a :class:`CategoryClassifier`. Hyper-parameters are plain config (no pickled objects)."""
+
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        categories: list[str],
+        classifier: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        net, self.preprocess = create_backbone(**backbone, num_classes=len(categories))
+        self.model = CategoryClassifier(net, categories)
+        n = len(categories)
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.val_metrics = _stage_metrics(n, "val/")
+        self.test_metrics = _stage_metrics(n, "test/")
+        self.test_ece_uncalibrated = MulticlassCalibrationError(n, n_bins=ECE_BINS, norm="l1")
+        self.test_confusion = MulticlassConfusionMatrix(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # --- training -------------------------------------------------------------------------------
+    def _head_params(self) -> set[int]:
+        return {id(p) for p in self.model.net.get_classifier().parameters()}
+
+    def on_train_epoch_start(self) -> None:
+        """Frozen trunk for the first epochs: the new head learns before it can damage pretrained features."""
+        frozen = self.current_epoch < self.hparams.classifier["freeze_backbone_epochs"]
+        head = self._head_params()
+        for p in self.model.net.parameters():
+            if id(p) not in head:
+                p.requires_grad_(not frozen)
+        if frozen:  # keep BatchNorm statistics of the trunk as pretrained while it is frozen
+            for m in self.model.net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def _log_skipped(self, batch: dict[str, Any]) -> None:
+        self.log("data/skipped_images", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        self._log_skipped(batch)
+        if batch["image"].shape[0] == 0:
+            return None
+        logits = self(batch["image"])
+        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.classifier["label_smoothing"])
+        self.train_acc(logits, batch["label"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._log_skipped(batch)
+        if batch["image"].shape[0] == 0:
+            return
+        logits = self(batch["image"])
+        self.log("val/loss", F.cross_entropy(logits, batch["label"]), prog_bar=True)
+        self.val_metrics.update(torch.softmax(logits / self.model.temperature, -1), batch["label"])
+        self.log_dict(self.val_metrics, prog_bar=False)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._log_skipped(batch)
+        if batch["image"].shape[0] == 0:
+            return
+        logits = self(batch["image"])
+        self.test_metrics.update(torch.softmax(logits / self.model.temperature, -1), batch["label"])
+        self.test_ece_uncalibrated.update(torch.softmax(logits, -1), batch["label"])
+        self.test_confusion.update(logits, batch["label"])
+        self.log_dict(self.test_metrics)
+        self.log("test/ece_uncalibrated", self.test_ece_uncalibrated)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Raw logits and labels: what temperature fitting and evaluation need."""
+        if batch["image"].shape[0] == 0:
+            return {"logits": torch.empty(0, len(self.model.categories)), "label": torch.empty(0, dtype=torch.long)}
+        return {"logits": self(batch["image"]), "label": batch["label"]}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        head = self._head_params()
+        base_lr = self.hparams.optimizer["lr"]
+        groups = [
+            {"params": [p for p in self.model.net.parameters() if id(p) in head], "lr": base_lr},
+            {
+                "params": [p for p in self.model.net.parameters() if id(p) not in head],
+                "lr": base_lr * self.hparams.classifier["backbone_lr_scale"],
+            },
+        ]
+        optimizer = instantiate(self.hparams.optimizer)(groups)
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        schedule = warmup_cosine(
+            total, self.hparams.scheduler["warmup_epochs"] * per_epoch, self.hparams.scheduler["min_lr_ratio"]
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,166 @@
+"""The train task: one run directory, the cascade's models trained stage by stage into it.
+
+Run directory layout (what evaluate.py and export.py read):
+    config.yaml          resolved config of the run
+    labels.json          partitions, products and their categories (from the data, never typed)
+    augment_preview.png  what the training pipeline feeds the model
+    classifier/          best.ckpt, last.ckpt, model.pt + model.json (weights, label map, temperature,
+                         preprocessing contract), metrics.json, confusion_matrix.png
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import Logger, WandbLogger
+
+from snapsearch.data.augment import build_augment, make_preview_grid, save_grid_png
+from snapsearch.data.datamodule import SnapDataModule
+from snapsearch.models.calibration import fit_temperature
+from snapsearch.training.classifier_system import ClassifierSystem
+from snapsearch.utils.atomic import atomic_save, atomic_write_text
+from snapsearch.utils.run import instantiate_callbacks, instantiate_loggers, print_config_tree
+
+log = logging.getLogger(__name__)
+
+PREVIEW_IMAGES = 6
+PREVIEW_AUGMENTED = 5
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def resolve_ckpt_path(ckpt_path: str | None, stage_dir: Path) -> str | None:
+    """``last`` means the stage's own last checkpoint in this run directory."""
+    if ckpt_path is None:
+        return None
+    path = stage_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; with ckpt_path=last also pass run_dir=<the run to resume>"
+        )
+    return str(path)
+
+
+def log_image(loggers: list[Logger], key: str, image: np.ndarray) -> None:
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.log_image(key=key, images=[image])
+
+
+def _save_figure(fig: plt.Figure, path: Path) -> np.ndarray:
+    atomic_save(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+def _augment_preview(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> None:
+    assert dm.preprocess is not None
+    frame = dm.frame("catalog").head(PREVIEW_IMAGES)
+    augment = build_augment(cfg.augment, dm.preprocess.input_size, dm.preprocess.resize_and_crop())
+    grid = make_preview_grid(frame["path"].tolist(), augment, PREVIEW_AUGMENTED, cfg.seed)
+    save_grid_png(grid, run_dir / "augment_preview.png")
+    log_image(loggers, "data/augmentations", grid)
+
+
+def _make_trainer(cfg: DictConfig, stage_dir: Path, loggers: list[Logger]) -> pl.Trainer:
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), model_checkpoint={"dirpath": str(stage_dir)})
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def _best_weights(trainer: pl.Trainer, system: pl.LightningModule) -> str | None:
+    """Load the best checkpoint's weights (``weights_only``: nothing from the file is unpickled)."""
+    ckpt = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = ckpt.best_model_path if ckpt is not None else ""
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        system.load_state_dict(state)
+    return best or None
+
+
+def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
+    stage_dir = run_dir / "classifier"
+    system = ClassifierSystem(
+        backbone=_plain(cfg.model.backbone),
+        categories=dm.labels.categories,
+        classifier=_plain(cfg.model.classifier),
+        optimizer=_plain(cfg.model.optimizer),
+        scheduler=_plain(cfg.model.scheduler),
+    )
+    dm.attach_preprocess(system.preprocess)
+    _augment_preview(cfg, dm, run_dir, loggers)
+    trainer = _make_trainer(cfg, stage_dir, loggers)
+    trainer.fit(system, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir))
+    best = _best_weights(trainer, system)
+    metrics: dict[str, float] = {}
+    if cfg.monitor.metric in trainer.callback_metrics:
+        metrics[cfg.monitor.metric] = float(trainer.callback_metrics[cfg.monitor.metric])
+    if cfg.calibrate:
+        outputs = trainer.predict(system, dataloaders=dm.val_dataloader())
+        logits = torch.cat([o["logits"] for o in outputs])
+        labels = torch.cat([o["label"] for o in outputs])
+        system.model.temperature.fill_(fit_temperature(logits, labels))
+        log.info("temperature scaling on %d validation photos: T = %.3f", len(labels), float(system.model.temperature))
+    if cfg.test:
+        tested = trainer.test(system, datamodule=dm)
+        metrics.update({k: float(v) for k, v in tested[0].items()} if tested else {})
+        fig, _ = system.test_confusion.plot(labels=dm.labels.categories)
+        fig.set_size_inches(max(6, len(dm.labels.categories) * 0.3), max(6, len(dm.labels.categories) * 0.3))
+        log_image(loggers, "test/confusion_matrix", _save_figure(fig, stage_dir / "confusion_matrix.png"))
+    metrics["temperature"] = float(system.model.temperature)
+    system.model.save(stage_dir, backbone=_plain(cfg.model.backbone), preprocess=system.preprocess)
+    atomic_write_text(stage_dir / "metrics.json", json.dumps({"best_checkpoint": best, **metrics}, indent=2))
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and best:
+            import wandb
+
+            artifact = wandb.Artifact(f"classifier-{lg.experiment.id}", type="model")
+            artifact.add_file(best)
+            lg.experiment.log_artifact(artifact)
+    return {f"classifier/{k}": v for k, v in metrics.items()} | metrics
+
+
+STAGES: dict[str, Callable[[DictConfig, SnapDataModule, Path, list[Logger]], dict[str, float]]] = {
+    "classifier": train_classifier,
+}
+
+
+def check_stages(stages: list[str]) -> None:
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"unknown or empty stages {unknown or stages}; choose from {list(STAGES)}")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train every requested stage into one self-describing run directory; return the metrics."""
+    check_stages(list(cfg.stages))
+    run_dir = Path(cfg.run_dir or cfg.paths.output_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print_config_tree(cfg, save_to=run_dir / "config_tree.log")
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True)
+    dm = SnapDataModule(cfg.data, cfg.augment)
+    dm.labels.save(run_dir / "labels.json")
+    loggers = instantiate_loggers(cfg.get("logger"))
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    metrics: dict[str, float] = {}
+    for stage in cfg.stages:
+        metrics.update(STAGES[stage](cfg, dm, run_dir, loggers))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    log.info("run directory: %s", run_dir)
+    return metrics

@@ -1,0 +1,1 @@
+"""Small shared helpers that have no better home."""
