@@ -17,7 +17,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> float | None:
     """Returns the monitored metric, which Hydra sweepers (Optuna) optimise."""
     metrics = train(cfg)
-    return metrics.get(cfg.monitor.metric)
+    return metrics.get(f"{cfg.monitor.objective}/{cfg.monitor[cfg.monitor.objective].metric}")
 
 
 if __name__ == "__main__":

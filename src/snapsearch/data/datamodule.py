@@ -139,6 +139,9 @@ class SnapDataModule(pl.LightningDataModule):
         raise ValueError(f"unknown subset {name!r}; use train, val, test or catalog")
 
     def dataset(self, name: str, *, train_transform: bool = False) -> ManifestDataset:
+        return self.dataset_from(self.frame(name), train_transform=train_transform)
+
+    def dataset_from(self, frame: pd.DataFrame, *, train_transform: bool = False) -> ManifestDataset:
         if self.preprocess is None:
             raise RuntimeError("attach_preprocess(model contract) must be called before building datasets")
         transform = (
@@ -147,7 +150,7 @@ class SnapDataModule(pl.LightningDataModule):
             else self.preprocess.eval_transform()
         )
         return ManifestDataset(
-            self.frame(name),
+            frame,
             self.labels,
             transform,
             max_pixels=self.cfg.max_image_pixels,
@@ -173,6 +176,22 @@ class SnapDataModule(pl.LightningDataModule):
         counts = np.bincount(ds.targets, minlength=len(self.labels.categories))
         weights = torch.as_tensor(1.0 / counts[ds.targets], dtype=torch.double)
         return self._loader(ds, self.cfg.batch_size, sampler=WeightedRandomSampler(weights, len(ds)))
+
+    def embedder_train_dataloader(self, m_per_class: int, catalog_oversample: int) -> DataLoader:
+        """M-per-product batches. Catalog images are repeated ``catalog_oversample`` times so a product's
+        samples in a batch hold its catalog image as well as its photos (the cross-domain pairs)."""
+        from pytorch_metric_learning.samplers import MPerClassSampler
+
+        frame = self.frame("train")
+        catalog = frame[frame["domain"] == "catalog"]
+        frame = pd.concat([frame, *([catalog] * (catalog_oversample - 1))])
+        ds = self.dataset_from(frame, train_transform=True)
+        batch = int(self.cfg.batch_size) // m_per_class * m_per_class
+        sampler = MPerClassSampler(ds.products, m_per_class, batch_size=batch, length_before_new_iter=len(ds))
+        return self._loader(ds, batch, sampler=sampler)
+
+    def catalog_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("catalog"), self.cfg.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("val"), self.cfg.eval_batch_size)

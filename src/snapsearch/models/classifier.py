@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from snapsearch.models.backbone import create_backbone
 from torch import nn
 
 from snapsearch.data.preprocess import Preprocess
-from snapsearch.utils.atomic import atomic_save, atomic_write_text
-
-WEIGHTS_FILE = "model.pt"
-META_FILE = "model.json"
+from snapsearch.models.artifact import read_model, rebuild_spec, save_model
+from snapsearch.models.backbone import create_backbone
 
 
 class CategoryClassifier(nn.Module):
@@ -35,28 +31,19 @@ class CategoryClassifier(nn.Module):
         return torch.softmax(self(x) / self.temperature, dim=-1)
 
     def save(self, folder: str | Path, *, backbone: dict[str, Any], preprocess: Preprocess) -> None:
-        """Weights (state dict, loadable with ``weights_only=True``) plus the description to rebuild them."""
-        folder = Path(folder)
-        atomic_save(folder / WEIGHTS_FILE, lambda p: torch.save(self.state_dict(), p))
         meta = {
+            "kind": "classifier",
             "backbone": backbone,
             "categories": self.categories,
             "temperature": float(self.temperature),
             "preprocess": preprocess.to_dict(),
         }
-        atomic_write_text(folder / META_FILE, json.dumps(meta, indent=2))
+        save_model(folder, self, meta)
 
     @classmethod
     def load(cls, folder: str | Path) -> tuple[CategoryClassifier, Preprocess]:
-        folder = Path(folder)
-        if not (folder / META_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
-            raise FileNotFoundError(
-                f"{folder} holds no saved classifier ({META_FILE} + {WEIGHTS_FILE}); "
-                "pass the stage folder of a finished train run"
-            )
-        meta = json.loads((folder / META_FILE).read_text())
-        spec = {**meta["backbone"], "pretrained": False, "weights": None, "checkpoint": None}
-        net, _ = create_backbone(**spec, num_classes=len(meta["categories"]))
+        state, meta = read_model(folder, "classifier")
+        net, _ = create_backbone(**rebuild_spec(meta["backbone"]), num_classes=len(meta["categories"]))
         model = cls(net, meta["categories"])
-        model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        model.load_state_dict(state)
         return model.eval(), Preprocess.from_dict(meta["preprocess"])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -17,11 +15,10 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from snapsearch.evaluation.classifier_metrics import ECE_BINS, TOP_K
 from snapsearch.models.backbone import create_backbone
 from snapsearch.models.classifier import CategoryClassifier
-
-TOP_K = 5
-ECE_BINS = 15
+from snapsearch.training.optim import configure_optimization
 
 
 def _stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -34,18 +31,6 @@ def _stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
         },
         prefix=prefix,
     )
-
-
-def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Any:
-    """Linear warm-up to the base rate, then cosine decay to ``min_ratio`` of it (per optimiser step)."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
 
 
 class ClassifierSystem(pl.LightningModule):
@@ -139,11 +124,4 @@ class ClassifierSystem(pl.LightningModule):
                 "lr": base_lr * self.hparams.classifier["backbone_lr_scale"],
             },
         ]
-        optimizer = instantiate(self.hparams.optimizer)(groups)
-        total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        schedule = warmup_cosine(
-            total, self.hparams.scheduler["warmup_epochs"] * per_epoch, self.hparams.scheduler["min_lr_ratio"]
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimization(self.trainer, self.hparams.optimizer, self.hparams.scheduler, groups)

@@ -6,6 +6,8 @@ Run directory layout (what evaluate.py and export.py read):
     augment_preview.png  what the training pipeline feeds the model
     classifier/          best.ckpt, last.ckpt, model.pt + model.json (weights, label map, temperature,
                          preprocessing contract), metrics.json, confusion_matrix.png
+    embedder/            best.ckpt, last.ckpt, model.pt + model.json (weights, embedding size,
+                         preprocessing contract), metrics.json
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from snapsearch.data.augment import build_augment, make_preview_grid, save_grid_
 from snapsearch.data.datamodule import SnapDataModule
 from snapsearch.models.calibration import fit_temperature
 from snapsearch.training.classifier_system import ClassifierSystem
+from snapsearch.training.embedder_system import EmbedderSystem
 from snapsearch.utils.atomic import atomic_save, atomic_write_text
 from snapsearch.utils.run import instantiate_callbacks, instantiate_loggers, print_config_tree
 
@@ -77,22 +80,52 @@ def _augment_preview(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     log_image(loggers, "data/augmentations", grid)
 
 
-def _make_trainer(cfg: DictConfig, stage_dir: Path, loggers: list[Logger]) -> pl.Trainer:
-    callbacks = instantiate_callbacks(cfg.get("callbacks"), model_checkpoint={"dirpath": str(stage_dir)})
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+def _make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, loggers: list[Logger]) -> pl.Trainer:
+    """The configured trainer with this stage's checkpoint folder, monitored metric and epoch budget."""
+    monitor = {"monitor": cfg.monitor[stage].metric, "mode": cfg.monitor[stage].mode}
+    callbacks = instantiate_callbacks(
+        cfg.get("callbacks"),
+        model_checkpoint={"dirpath": str(stage_dir), **monitor},
+        early_stopping=monitor,
+    )
+    epochs = cfg.model[stage].get("max_epochs")
+    overrides = {"max_epochs": epochs} if epochs is not None else {}
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
-def _best_weights(trainer: pl.Trainer, system: pl.LightningModule) -> str | None:
+def _checkpointer(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+def _restore_best(trainer: pl.Trainer, system: pl.LightningModule) -> None:
     """Load the best checkpoint's weights (``weights_only``: nothing from the file is unpickled)."""
-    ckpt = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
-    best = ckpt.best_model_path if ckpt is not None else ""
-    if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    ckpt = _checkpointer(trainer)
+    if ckpt is not None and ckpt.best_model_path:
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         system.load_state_dict(state)
-    return best or None
+
+
+def _finish_stage(
+    cfg: DictConfig, stage: str, trainer: pl.Trainer, stage_dir: Path, loggers: list[Logger], metrics: dict[str, float]
+) -> dict[str, float]:
+    """Record the stage's metrics and log its best checkpoint to wandb as an artifact."""
+    ckpt = _checkpointer(trainer)
+    best = (ckpt.best_model_path or None) if ckpt is not None else None
+    if ckpt is not None and ckpt.best_model_score is not None:
+        metrics[cfg.monitor[stage].metric] = float(ckpt.best_model_score)
+    atomic_write_text(stage_dir / "metrics.json", json.dumps({"best_checkpoint": best, **metrics}, indent=2))
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and best:
+            import wandb
+
+            artifact = wandb.Artifact(f"{stage}-{lg.experiment.id}", type="model")
+            artifact.add_file(best)
+            lg.experiment.log_artifact(artifact)
+    return {f"{stage}/{k}": v for k, v in metrics.items()}
 
 
 def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
+    """Stage 1: the in-domain category classifier, calibrated by temperature scaling on validation photos."""
     stage_dir = run_dir / "classifier"
     system = ClassifierSystem(
         backbone=_plain(cfg.model.backbone),
@@ -103,39 +136,57 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     )
     dm.attach_preprocess(system.preprocess)
     _augment_preview(cfg, dm, run_dir, loggers)
-    trainer = _make_trainer(cfg, stage_dir, loggers)
+    trainer = _make_trainer(cfg, "classifier", stage_dir, loggers)
     trainer.fit(system, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir))
-    best = _best_weights(trainer, system)
+    _restore_best(trainer, system)
     metrics: dict[str, float] = {}
-    if cfg.monitor.metric in trainer.callback_metrics:
-        metrics[cfg.monitor.metric] = float(trainer.callback_metrics[cfg.monitor.metric])
     if cfg.calibrate:
         outputs = trainer.predict(system, dataloaders=dm.val_dataloader())
         logits = torch.cat([o["logits"] for o in outputs])
         labels = torch.cat([o["label"] for o in outputs])
         system.model.temperature.fill_(fit_temperature(logits, labels))
-        log.info("temperature scaling on %d validation photos: T = %.3f", len(labels), float(system.model.temperature))
+        log.info("temperature on %d validation photos: T = %.3f", len(labels), float(system.model.temperature))
     if cfg.test:
         tested = trainer.test(system, datamodule=dm)
         metrics.update({k: float(v) for k, v in tested[0].items()} if tested else {})
+        n = len(dm.labels.categories)
         fig, _ = system.test_confusion.plot(labels=dm.labels.categories)
-        fig.set_size_inches(max(6, len(dm.labels.categories) * 0.3), max(6, len(dm.labels.categories) * 0.3))
+        fig.set_size_inches(max(6, n * 0.3), max(6, n * 0.3))
         log_image(loggers, "test/confusion_matrix", _save_figure(fig, stage_dir / "confusion_matrix.png"))
     metrics["temperature"] = float(system.model.temperature)
     system.model.save(stage_dir, backbone=_plain(cfg.model.backbone), preprocess=system.preprocess)
-    atomic_write_text(stage_dir / "metrics.json", json.dumps({"best_checkpoint": best, **metrics}, indent=2))
-    for lg in loggers:
-        if isinstance(lg, WandbLogger) and best:
-            import wandb
+    return _finish_stage(cfg, "classifier", trainer, stage_dir, loggers, metrics)
 
-            artifact = wandb.Artifact(f"classifier-{lg.experiment.id}", type="model")
-            artifact.add_file(best)
-            lg.experiment.log_artifact(artifact)
-    return {f"classifier/{k}": v for k, v in metrics.items()} | metrics
+
+def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
+    """Stage 2: the metric-learning embedder, selected on validation photo -> catalog retrieval."""
+    stage_dir = run_dir / "embedder"
+    emb_cfg = _plain(cfg.model.embedder)
+    system = EmbedderSystem(
+        backbone=_plain(cfg.model.backbone),
+        products=dm.labels.products,
+        embedder=emb_cfg,
+        optimizer=_plain(cfg.model.optimizer),
+        scheduler=_plain(cfg.model.scheduler),
+    )
+    dm.attach_preprocess(system.preprocess)
+    trainer = _make_trainer(cfg, "embedder", stage_dir, loggers)
+    trainer.fit(
+        system,
+        train_dataloaders=dm.embedder_train_dataloader(emb_cfg["m_per_class"], emb_cfg["catalog_oversample"]),
+        val_dataloaders=[dm.val_dataloader(), dm.catalog_dataloader()],
+        ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir),
+    )
+    _restore_best(trainer, system)
+    system.model.save(
+        stage_dir, backbone=_plain(cfg.model.backbone), preprocess=system.preprocess, gem_p=emb_cfg["gem_p"]
+    )
+    return _finish_stage(cfg, "embedder", trainer, stage_dir, loggers, {})
 
 
 STAGES: dict[str, Callable[[DictConfig, SnapDataModule, Path, list[Logger]], dict[str, float]]] = {
     "classifier": train_classifier,
+    "embedder": train_embedder,
 }
 
 

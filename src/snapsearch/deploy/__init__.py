@@ -1,0 +1,1 @@
+"""Deployment: runtimes behind one interface (and, with the export issue, exporters and bundles)."""

@@ -1,0 +1,78 @@
+"""Batch inference of a runtime over manifest rows: every image decoded and preprocessed once per contract."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import DataLoader
+
+from snapsearch.data.datamodule import LabelMaps, ManifestDataset, collate_skipping_bad
+from snapsearch.deploy.runtime import CascadeRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outputs:
+    """Model outputs for the readable rows of a frame (``rows`` indexes the manifest)."""
+
+    rows: np.ndarray
+    embeddings: np.ndarray
+    probs: np.ndarray | None
+    skipped: int
+
+
+def _loader(
+    frame: pd.DataFrame, labels: LabelMaps, preprocess, batch_size: int, workers: int, max_pixels: int, draft: bool
+) -> DataLoader:
+    ds = ManifestDataset(
+        frame,
+        labels,
+        preprocess.eval_transform(),
+        max_pixels=max_pixels,
+        draft_size=preprocess.resize_size if draft else None,
+    )
+    return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_bad)
+
+
+def run_inference(
+    runtime: CascadeRuntime,
+    frame: pd.DataFrame,
+    labels: LabelMaps,
+    *,
+    classify: bool,
+    batch_size: int,
+    workers: int,
+    max_pixels: int,
+    draft: bool,
+) -> Outputs:
+    """Embed (and optionally classify) every image of ``frame``. One decode serves both models when their
+    preprocessing contracts agree (the common case: one backbone family)."""
+    shared = runtime.classifier_preprocess == runtime.embedder_preprocess
+    rows, embs, probs, skipped = [], [], [], 0
+    for batch in _loader(frame, labels, runtime.embedder_preprocess, batch_size, workers, max_pixels, draft):
+        skipped += batch["n_skipped"]
+        if batch["image"].shape[0] == 0:
+            continue
+        x = batch["image"].numpy()
+        rows.append(batch["row"].numpy())
+        embs.append(runtime.embed(x))
+        if classify and shared:
+            probs.append(runtime.classify(x))
+    if classify and not shared:
+        for batch in _loader(frame, labels, runtime.classifier_preprocess, batch_size, workers, max_pixels, draft):
+            if batch["image"].shape[0]:
+                probs.append(runtime.classify(batch["image"].numpy()))
+    if skipped:
+        log.warning("%d unreadable images skipped", skipped)
+    if not rows:
+        raise ValueError("no readable image in the evaluation set; check the manifest paths")
+    return Outputs(
+        rows=np.concatenate(rows),
+        embeddings=np.concatenate(embs).astype(np.float32),
+        probs=np.concatenate(probs) if probs else None,
+        skipped=skipped,
+    )

@@ -1,0 +1,250 @@
+"""``python evaluate.py run_dir=DIR``: embed the pool, build the partitioned index, classify and embed the
+queries once, run every configured strategy on the same outputs, time a batch-1 serving path, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from snapsearch.data.datamodule import LabelMaps
+from snapsearch.data.image_io import read_rgb
+from snapsearch.data.manifest import category_at
+from snapsearch.data.sources import load_manifest
+from snapsearch.deploy.runtime import CascadeRuntime, TorchRuntime
+from snapsearch.evaluation.classifier_metrics import classifier_metrics
+from snapsearch.evaluation.inference import run_inference
+from snapsearch.evaluation.latency import StageTimer
+from snapsearch.evaluation.plots import confusion_matrix_figure, examples_figure
+from snapsearch.evaluation.report import print_table, save_png, write_reports
+from snapsearch.models.embedder import ProductEmbedder
+from snapsearch.retrieval import (
+    Conformal,
+    PartitionedIndex,
+    average_improvement,
+    em_prior_correction,
+    relative_change,
+    retrieval_metrics,
+    routing_decomposition,
+    run_strategy,
+)
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("catalog", "extended_catalog")
+
+
+def build_runtime(cfg: DictConfig, run_dir: Path) -> CascadeRuntime:
+    if cfg.runtime != "torch":
+        raise ValueError(f"runtime={cfg.runtime!r} is not available yet; use runtime=torch")
+    if cfg.embedder == "generic":
+        g = cfg.generic_embedder
+        embedder, pre = ProductEmbedder.build(OmegaConf.to_container(g.backbone), g.embedding_dim, g.gem_p)
+        return TorchRuntime.from_run_dir(run_dir, embedder=embedder, embedder_preprocess=pre, device=cfg.device)
+    if cfg.embedder != "trained":
+        raise ValueError(f"embedder={cfg.embedder!r}: use trained (the run's embedder) or generic")
+    return TorchRuntime.from_run_dir(run_dir, device=cfg.device)
+
+
+def _frames(manifest: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(queries, pool, calibration photos) of a protocol (DESIGN.md §3)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol={protocol!r}; use one of {PROTOCOLS}")
+    query = manifest["domain"] == "query"
+    pool = manifest["domain"] == "catalog"
+    if protocol == "extended_catalog":
+        pool |= query & (manifest["split"] == "train")
+    return (
+        manifest[query & (manifest["split"] == "test")],
+        manifest[pool],
+        manifest[query & (manifest["split"] == "val")],
+    )
+
+
+def _indices(frame: pd.DataFrame, rows: np.ndarray, labels: LabelMaps) -> tuple[np.ndarray, np.ndarray]:
+    """Partition and product indices of the given manifest rows."""
+    sub = frame.loc[rows]
+    cats = {c: i for i, c in enumerate(labels.categories)}
+    prods = {p: i for i, p in enumerate(labels.products)}
+    return (
+        category_at(sub["category"], labels.partition_depth).map(cats).to_numpy(),
+        sub["product_id"].map(prods).to_numpy(),
+    )
+
+
+def _latency(
+    cfg: DictConfig,
+    runtime: CascadeRuntime,
+    index: PartitionedIndex,
+    strategies: dict[str, Any],
+    paths: list[str],
+    max_pixels: int,
+) -> dict[str, Any]:
+    """Batch-1 serving path per query: decode+preprocess, classify, embed, search (per strategy)."""
+    timer = StageTimer()
+    n = min(cfg.latency.n_queries, len(paths))
+    pre_c, pre_e = runtime.classifier_preprocess.eval_transform(), runtime.embedder_preprocess.eval_transform()
+    shared = runtime.classifier_preprocess == runtime.embedder_preprocess
+    for i in range(-cfg.latency.warmup, n):
+        path = paths[max(i, 0)]
+        t0 = time.perf_counter()
+        image = read_rgb(path, max_pixels=max_pixels)
+        xe = pre_e(image=image)["image"].numpy()[None]
+        xc = xe if shared else pre_c(image=image)["image"].numpy()[None]
+        t1 = time.perf_counter()
+        probs = runtime.classify(xc)
+        t2 = time.perf_counter()
+        emb = runtime.embed(xe)
+        t3 = time.perf_counter()
+        search = {}
+        for name, strategy in strategies.items():
+            s0 = time.perf_counter()
+            run_strategy(strategy, index, emb, probs, cfg.k, true_partition=np.zeros(1, dtype=int))
+            search[name] = time.perf_counter() - s0
+        if i < 0:
+            continue
+        timer.add("preprocess", t1 - t0)
+        timer.add("classify", t2 - t1)
+        timer.add("embed", t3 - t2)
+        for name, sec in search.items():
+            timer.add(f"search/{name}", sec)
+    stages = timer.summary()
+    base = stages["preprocess"]["p50_ms"] + stages["embed"]["p50_ms"]
+    global_ms = base + stages[f"search/{cfg.cascade.baseline}"]["p50_ms"]
+    cascade_name = "top1" if "search/top1" in stages else next(iter(strategies))
+    cascade_ms = base + stages["classify"]["p50_ms"] + stages[f"search/{cascade_name}"]["p50_ms"]
+    return {
+        "n_queries": n,
+        "device": cfg.device,
+        "stages": stages,
+        "global_total_p50_ms": global_ms,
+        "cascade_total_p50_ms": cascade_ms,
+        "overhead_pct": 100.0 * (cascade_ms - global_ms) / global_ms,
+    }
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    run_dir = Path(cfg.run_dir).resolve()
+    if not (run_dir / "labels.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a train run directory (no labels.json); pass run_dir=<run dir>")
+    train_cfg = OmegaConf.load(run_dir / "config.yaml")
+    data_cfg = cfg.data if cfg.data is not None else train_cfg.data
+    labels = LabelMaps.load(run_dir / "labels.json")
+    manifest = load_manifest(data_cfg)
+    queries, pool, calib = _frames(manifest, cfg.protocol)
+    runtime = build_runtime(cfg, run_dir)
+    io = {
+        "batch_size": cfg.batch_size,
+        "workers": cfg.num_workers,
+        "max_pixels": data_cfg.max_image_pixels,
+        "draft": data_cfg.draft_decode,
+    }
+
+    log.info("embedding %d pool images, classifying + embedding %d queries", len(pool), len(queries))
+    p_out = run_inference(runtime, pool, labels, classify=False, **io)
+    q_out = run_inference(runtime, queries, labels, classify=True, **io)
+    item_part, item_prod = _indices(manifest, p_out.rows, labels)
+    q_part, q_prod = _indices(manifest, q_out.rows, labels)
+    index = PartitionedIndex.build(
+        p_out.embeddings,
+        item_partition=item_part,
+        item_product=item_prod,
+        n_partitions=len(labels.categories),
+        factory=cfg.index.factory,
+        metric=cfg.index.metric,
+        nprobe=cfg.index.nprobe,
+        ef_search=cfg.index.ef_search,
+    )
+    probs = q_out.probs
+    assert probs is not None
+    if cfg.prior_correction:
+        train_prior = np.bincount(
+            _indices(manifest, manifest.index[(manifest["split"] == "train")].to_numpy(), labels)[0],
+            minlength=len(labels.categories),
+        )
+        probs, _ = em_prior_correction(probs, train_prior / train_prior.sum())
+
+    strategies = {name: instantiate(c) for name, c in cfg.cascade.strategies.items()}
+    for strategy in strategies.values():
+        if isinstance(strategy, Conformal):
+            c_out = run_inference(runtime, calib, labels, classify=True, **io)
+            strategy.fit(c_out.probs, _indices(manifest, c_out.rows, labels)[0])
+
+    results: dict[str, Any] = {"strategies": {}}
+    ranked_by: dict[str, list[list[int]]] = {}
+    for name, strategy in strategies.items():
+        t0 = time.perf_counter()
+        ranked, routed = run_strategy(strategy, index, q_out.embeddings, probs, cfg.k, true_partition=q_part)
+        search_ms = 1e3 * (time.perf_counter() - t0) / len(q_prod)
+        ranked_by[name] = ranked
+        metrics = retrieval_metrics(ranked, q_prod.tolist(), ks=tuple(cfg.ks), map_k=cfg.k)
+        found = np.array([q in r[: cfg.ks[0]] for q, r in zip(q_prod, ranked, strict=True)])
+        routed_right, found_within = routing_decomposition(routed, q_part, found)
+        n_parts = [len(labels.categories) if r is None else len(r) for r in routed]
+        results["strategies"][name] = {
+            "metrics": metrics,
+            "routed_right": routed_right,
+            "found_within": found_within,
+            "mean_partitions": float(np.mean(n_parts)),
+            "search_ms_p50": search_ms,
+        }
+    base = results["strategies"][cfg.cascade.baseline]["metrics"]
+    for s in results["strategies"].values():
+        s["relative"] = relative_change(s["metrics"], base)
+        s["average_improvement"] = average_improvement(s["metrics"], base, keys=tuple(cfg.improvement_metrics))
+
+    per_category: dict[str, dict[str, float]] = {}
+    for c, cat in enumerate(labels.categories):
+        mask = q_part == c
+        if mask.any():
+            per_category[cat] = {"n": int(mask.sum())} | {
+                name: float(np.mean([q_prod[i] in ranked_by[name][i][:1] for i in np.flatnonzero(mask)]))
+                for name in strategies
+            }
+    results.update(
+        protocol=cfg.protocol,
+        run_dir=str(run_dir),
+        embedder=cfg.embedder,
+        runtime=cfg.runtime,
+        index=OmegaConf.to_container(cfg.index),
+        baseline=cfg.cascade.baseline,
+        improvement_metrics=list(cfg.improvement_metrics),
+        n_queries=len(q_prod),
+        n_pool=len(item_prod),
+        n_products=len(set(item_prod.tolist())),
+        n_partitions=len(labels.categories),
+        skipped_images=p_out.skipped + q_out.skipped,
+        classifier=classifier_metrics(probs, q_part),
+        per_category=per_category,
+        latency=_latency(
+            cfg, runtime, index, strategies, queries.loc[q_out.rows, "path"].tolist(), data_cfg.max_image_pixels
+        ),
+    )
+    out_dir = Path(cfg.paths.output_dir)
+    write_reports(results, out_dir)
+    save_png(confusion_matrix_figure(probs, q_part, labels.categories), out_dir / "confusion_matrix.png")
+    rng = np.random.default_rng(cfg.seed)
+    picks = rng.choice(len(q_prod), size=min(cfg.report.n_examples, len(q_prod)), replace=False)
+    shown = cfg.report.strategy
+    catalog = pool[pool["domain"] == "catalog"].drop_duplicates("product_id")
+    prod_index = {p: i for i, p in enumerate(labels.products)}
+    product_image = {prod_index[p]: path for p, path in zip(catalog["product_id"], catalog["path"], strict=True)}
+    save_png(
+        examples_figure(
+            queries.loc[q_out.rows[picks], "path"].tolist(),
+            q_prod[picks].tolist(),
+            [ranked_by[shown][i] for i in picks],
+            product_image,
+            labels.products,
+            cfg.report.top,
+        ),
+        out_dir / "examples.png",
+    )
+    print_table(results)
+    return results

@@ -1,0 +1,100 @@
+"""The embedder's training system: metric-learning loss (pytorch-metric-learning, chosen by config),
+separate learning rates for trunk and head/loss, photo -> catalog retrieval metrics every epoch."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.utils import get_class, instantiate
+
+from snapsearch.models.embedder import ProductEmbedder
+from snapsearch.retrieval.metrics import retrieval_metrics
+from snapsearch.training.optim import configure_optimization
+
+QUERY_LOADER, POOL_LOADER = 0, 1
+
+
+def build_loss(loss_cfg: dict[str, Any], num_classes: int, embedding_size: int) -> torch.nn.Module:
+    """Instantiate any pytorch-metric-learning loss; classification-style losses (ArcFace, ProxyAnchor)
+    get the number of products and the embedding size from the data and the model, never from the config."""
+    params = inspect.signature(get_class(loss_cfg["_target_"]).__init__).parameters
+    extra = {
+        k: v
+        for k, v in {"num_classes": num_classes, "embedding_size": embedding_size}.items()
+        if k in params and k not in loss_cfg
+    }
+    return instantiate(loss_cfg, **extra)
+
+
+class EmbedderSystem(pl.LightningModule):
+    """Trains a :class:`ProductEmbedder` on cross-domain pairs (a product's photos and catalog images)."""
+
+    def __init__(
+        self,
+        backbone: dict[str, Any],
+        products: list[str],
+        embedder: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        retrieval_ks: tuple[int, ...] = (1, 5, 10),
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model, self.preprocess = ProductEmbedder.build(backbone, embedder["embedding_dim"], embedder["gem_p"])
+        self.loss = build_loss(embedder["loss"], len(products), self.model.embedding_dim)
+        self.miner = instantiate(embedder["miner"]) if embedder.get("miner") else None
+        self._val: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {QUERY_LOADER: [], POOL_LOADER: []}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        self.log("data/skipped_images", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+        if batch["image"].shape[0] == 0:
+            return None
+        emb = self(batch["image"])
+        labels = batch["product"]
+        tuples = self.miner(emb, labels) if self.miner is not None else None
+        loss = self.loss(emb, labels, tuples)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch["image"].shape[0] == 0:
+            return
+        self._val[dataloader_idx].append((self(batch["image"]).cpu(), batch["product"].cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        """Photo -> catalog retrieval on the validation photos: exact cosine search, one image per product."""
+        if not self._val[QUERY_LOADER] or not self._val[POOL_LOADER]:
+            return
+        q, q_prod = (torch.cat(t) for t in zip(*self._val[QUERY_LOADER], strict=True))
+        p, p_prod = (torch.cat(t) for t in zip(*self._val[POOL_LOADER], strict=True))
+        ranked = products_ranked_by_similarity(q.numpy(), p.numpy(), p_prod.numpy())
+        metrics = retrieval_metrics(ranked, q_prod.numpy().tolist(), ks=tuple(self.hparams.retrieval_ks))
+        for name, value in metrics.items():
+            self.log(f"val/{name}", float(value), prog_bar=name == "R@1")
+        self._val = {QUERY_LOADER: [], POOL_LOADER: []}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        base_lr = self.hparams.optimizer["lr"]
+        trunk = list(self.model.trunk.parameters())
+        head = [p for n, p in self.model.named_parameters() if not n.startswith("trunk.")]
+        groups = [
+            {"params": head, "lr": base_lr},
+            {"params": trunk, "lr": base_lr * self.hparams.embedder["backbone_lr_scale"]},
+        ]
+        loss_params = [p for p in self.loss.parameters() if p.requires_grad]
+        if loss_params:  # proxies / class weights learn fastest
+            groups.append({"params": loss_params, "lr": base_lr * self.hparams.embedder["loss_lr_scale"]})
+        return configure_optimization(self.trainer, self.hparams.optimizer, self.hparams.scheduler, groups)
+
+
+def products_ranked_by_similarity(query: np.ndarray, pool: np.ndarray, pool_products: np.ndarray) -> list[list[int]]:
+    """Exact cosine ranking of pool products per query, each product once at its best image."""
+    order = np.argsort(-(query @ pool.T), axis=1)
+    return [list(dict.fromkeys(pool_products[row].tolist())) for row in order]

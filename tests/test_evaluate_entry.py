@@ -1,0 +1,49 @@
+"""evaluate.py end to end on the synthetic shop: every strategy, both protocols, reports on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_entry
+
+
+def _evaluate(run_dir: Path, tmp_path: Path, *overrides: str) -> dict:
+    run_entry("evaluate.py", tmp_path, f"run_dir={run_dir}", "latency.n_queries=5", "latency.warmup=1", *overrides)
+    reports = sorted((run_dir / "evaluations").glob("*/report.json"), key=lambda p: p.stat().st_mtime)
+    assert reports, "evaluate.py wrote no report.json"
+    return json.loads(reports[-1].read_text())
+
+
+def test_evaluate_every_strategy(smoke_run: Path, tmp_path: Path) -> None:
+    report = _evaluate(smoke_run, tmp_path)
+    assert set(report["strategies"]) == {"global", "top1", "topk", "adaptive", "fusion", "conformal", "oracle"}
+    out = next(iter(sorted((smoke_run / "evaluations").glob("catalog_trained_*"))))
+    for name in ("report.md", "report.json", "confusion_matrix.png", "examples.png"):
+        assert (out / name).is_file(), name
+    oracle = report["strategies"]["oracle"]
+    assert oracle["routed_right"] == 1.0
+    top1 = report["strategies"]["top1"]
+    # routed right x found within = recall@1 of the cascade
+    assert top1["routed_right"] * top1["found_within"] == pytest.approx(top1["metrics"]["R@1"], abs=1e-6)
+    assert report["strategies"]["global"]["average_improvement"] == pytest.approx(0.0)
+    assert report["classifier"]["top1"] == pytest.approx(top1["routed_right"], abs=1e-6)
+    assert report["latency"]["stages"]["embed"]["p50_ms"] > 0
+
+
+def test_evaluate_extended_catalog_generic_embedder(smoke_run: Path, tmp_path: Path) -> None:
+    report = _evaluate(
+        smoke_run,
+        tmp_path,
+        "protocol=extended_catalog",
+        "embedder=generic",
+        "cascade=top1",
+        "index=hnsw",
+        "generic_embedder.backbone.name=test_efficientnet",
+        "generic_embedder.backbone.weights=null",
+        "generic_embedder.backbone.input_size=64",
+    )
+    assert report["n_pool"] > report["n_products"]  # many images per product, ranked once per product
+    assert set(report["strategies"]) == {"global", "top1"}
