@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapsearch.data.datamodule import LabelMaps
+from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.manifest import COLUMNS, ManifestError, category_at, read_manifest, validate_manifest
 from snapsearch.data.sources.grocery import grocery_manifest
 

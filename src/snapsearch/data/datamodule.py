@@ -2,102 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-import albumentations as A
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from snapsearch.data.augment import build_train_transform
-from snapsearch.data.image_io import ImageReadError, read_rgb
-from snapsearch.data.manifest import ManifestError, category_at
+from snapsearch.data.augment import augment_worker_init_fn, build_train_transform
+from snapsearch.data.dataset import LabelMaps, ManifestDataset, collate_skipping_bad
+from snapsearch.data.manifest import ManifestError
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
-from snapsearch.utils.atomic import atomic_write_text
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LabelMaps:
-    """Data-derived metadata that flows into the models and the run directory (never typed twice)."""
-
-    partition_depth: int
-    categories: list[str]  # partition labels, index = class id
-    products: list[str]  # product ids, index = product index
-    product_category: list[int]  # partition class id of each product
-
-    def save(self, path: str | Path) -> None:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> LabelMaps:
-        return cls(**json.loads(Path(path).read_text()))
-
-    @classmethod
-    def from_manifest(cls, df: pd.DataFrame, partition_depth: int) -> LabelMaps:
-        """Categories and products in order of first appearance (the source's own order)."""
-        part = category_at(df["category"], partition_depth)
-        categories = list(dict.fromkeys(part))
-        products = list(dict.fromkeys(df["product_id"]))
-        cat_index = {c: i for i, c in enumerate(categories)}
-        first = df.assign(_part=part).drop_duplicates("product_id").set_index("product_id")["_part"]
-        return cls(partition_depth, categories, products, [cat_index[first[p]] for p in products])
-
-
-class ManifestDataset(Dataset):
-    """Images of a manifest slice. An unreadable image yields ``None`` (one warning); the collate drops it."""
-
-    def __init__(
-        self,
-        frame: pd.DataFrame,
-        labels: LabelMaps,
-        transform: A.Compose,
-        *,
-        max_pixels: int,
-        draft_size: int | None,
-    ) -> None:
-        cat_index = {c: i for i, c in enumerate(labels.categories)}
-        prod_index = {p: i for i, p in enumerate(labels.products)}
-        self.paths = frame["path"].tolist()
-        self.rows = frame.index.to_numpy()
-        self.targets = category_at(frame["category"], labels.partition_depth).map(cat_index).to_numpy()
-        self.products = frame["product_id"].map(prod_index).to_numpy()
-        self.transform = transform
-        self.max_pixels = max_pixels
-        self.draft_size = draft_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> dict[str, Any] | None:
-        try:
-            image = read_rgb(self.paths[i], max_pixels=self.max_pixels, draft_size=self.draft_size)
-        except ImageReadError as err:
-            log.warning("skipping unreadable image %s: %s", err.path, err.reason)
-            return None
-        return {
-            "image": self.transform(image=image)["image"],
-            "label": int(self.targets[i]),
-            "product": int(self.products[i]),
-            "row": int(self.rows[i]),
-        }
-
-
-def collate_skipping_bad(batch: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Collate the readable samples; ``n_skipped`` counts the rest so the run summary can report them."""
-    good = [b for b in batch if b is not None]
-    out: dict[str, Any] = default_collate(good) if good else {"image": torch.empty(0)}
-    out["n_skipped"] = len(batch) - len(good)
-    return out
 
 
 class SnapDataModule(pl.LightningDataModule):
@@ -167,6 +85,7 @@ class SnapDataModule(pl.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=collate_skipping_bad,
+            worker_init_fn=augment_worker_init_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -161,7 +161,7 @@ def main(cfg: DictConfig) -> Path:
         std=(1.0, 1.0, 1.0),
     )
     augment = build_augment(cfg.augment, contract.input_size, contract.resize_and_crop(), seed=cfg.seed)
-    paths = preview_paths(load_manifest(cfg.data, cfg.paths), cfg.n_images)
+    paths = preview_paths(load_manifest(cfg.data), cfg.n_images)
     grid = make_preview_grid(paths, augment, cfg.n_augmented, cfg.seed, max_pixels=cfg.max_pixels)
     out = save_grid_png(grid, cfg.output)
     log.info("augmentation preview (%d images x %d versions): %s", len(paths), cfg.n_augmented, out)

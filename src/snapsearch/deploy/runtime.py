@@ -1,8 +1,10 @@
 """The inference interface the cascade runs on: calibrated category probabilities and embeddings from
-preprocessed image batches. Evaluation depends only on this, so any runtime can stand behind it."""
+preprocessed image batches. Evaluation depends only on this, so any runtime can stand behind it:
+eager PyTorch on a run directory, or TorchScript / onnxruntime on an export bundle."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -10,17 +12,23 @@ import numpy as np
 import torch
 
 from snapsearch.data.preprocess import Preprocess
+from snapsearch.deploy.bundle import BundleError, read_bundle
+from snapsearch.models.artifact import fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
 
+BUNDLE_RUNTIMES = ("onnx", "onnx_int8", "torchscript")
+
 
 class CascadeRuntime(Protocol):
-    """What a cascade needs from its models. Inputs are NCHW float32 batches made by ``preprocess``."""
+    """What a cascade needs from its models. Inputs are NCHW float32 batches made by the preprocessing."""
 
+    name: str
     classifier_preprocess: Preprocess
     embedder_preprocess: Preprocess
     categories: list[str]
     embedding_dim: int
+    embedder_fingerprint: str
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated category probabilities, N x n_categories."""
@@ -33,6 +41,8 @@ class CascadeRuntime(Protocol):
 
 class TorchRuntime:
     """Eager PyTorch on the plain ``nn.Module``s (no Lightning)."""
+
+    name = "torch"
 
     def __init__(
         self,
@@ -49,6 +59,7 @@ class TorchRuntime:
         self.embedder_preprocess = embedder_preprocess
         self.categories = classifier.categories
         self.embedding_dim = embedder.embedding_dim
+        self.embedder_fingerprint = fingerprint(embedder)
 
     @classmethod
     def from_run_dir(
@@ -62,9 +73,8 @@ class TorchRuntime:
         (for instance the generic ImageNet embedder baseline)."""
         run_dir = Path(run_dir)
         classifier, cls_pre = CategoryClassifier.load(run_dir / "classifier")
-        if embedder is None:
+        if embedder is None or embedder_preprocess is None:
             embedder, embedder_preprocess = ProductEmbedder.load(run_dir / "embedder")
-        assert embedder_preprocess is not None
         return cls(classifier, cls_pre, embedder, embedder_preprocess, device)
 
     @torch.inference_mode()
@@ -74,3 +84,46 @@ class TorchRuntime:
     @torch.inference_mode()
     def embed(self, batch: np.ndarray) -> np.ndarray:
         return self.embedder(torch.from_numpy(batch).to(self.device)).cpu().numpy()
+
+
+def _runner(path: Path, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda batch: session.run(None, {input_name: batch})[0]
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(batch)).numpy()
+
+    return run
+
+
+class BundleRuntime:
+    """TorchScript or onnxruntime on an export bundle: no Lightning, no training code, no timm."""
+
+    def __init__(self, bundle_dir: str | Path, runtime: str) -> None:
+        if runtime not in BUNDLE_RUNTIMES:
+            raise ValueError(f"runtime={runtime!r} cannot run a bundle; use one of {BUNDLE_RUNTIMES}")
+        bundle_dir = Path(bundle_dir)
+        meta = read_bundle(bundle_dir)
+        cls_meta, emb_meta = meta["models"]["classifier"], meta["models"]["embedder"]
+        for kind, m in (("classifier", cls_meta), ("embedder", emb_meta)):
+            if runtime not in m["files"]:
+                raise BundleError(f"bundle {bundle_dir} has no {runtime} {kind} (it has {sorted(m['files'])})")
+        self.name = runtime
+        self.classifier_preprocess = Preprocess.from_dict(cls_meta["preprocess"])
+        self.embedder_preprocess = Preprocess.from_dict(emb_meta["preprocess"])
+        self.categories = list(cls_meta["categories"])
+        self.embedding_dim = int(emb_meta["embedding_dim"])
+        self.embedder_fingerprint = emb_meta["fingerprint"]
+        self._classify = _runner(bundle_dir / cls_meta["files"][runtime], meta["input_name"])
+        self._embed = _runner(bundle_dir / emb_meta["files"][runtime], meta["input_name"])
+
+    def classify(self, batch: np.ndarray) -> np.ndarray:
+        return self._classify(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        return self._embed(np.ascontiguousarray(batch, dtype=np.float32))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from snapsearch.data.datamodule import LabelMaps, ManifestDataset, collate_skipping_bad
+from snapsearch.data.dataset import LabelMaps, ManifestDataset, collate_skipping_bad
 from snapsearch.deploy.runtime import CascadeRuntime
 
 log = logging.getLogger(__name__)

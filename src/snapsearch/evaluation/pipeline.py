@@ -13,7 +13,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from snapsearch.data.datamodule import LabelMaps
+from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.image_io import read_rgb
 from snapsearch.data.manifest import category_at
 from snapsearch.data.sources import load_manifest

@@ -4,6 +4,7 @@ evaluation and export read, with no Lightning and nothing unpickled."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -41,3 +42,13 @@ def read_model(folder: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], 
 def rebuild_spec(backbone: dict[str, Any]) -> dict[str, Any]:
     """The backbone spec with every weight source removed: the saved state dict provides the weights."""
     return {**backbone, "pretrained": False, "weights": None, "checkpoint": None}
+
+
+def fingerprint(module: nn.Module) -> str:
+    """sha256 over a module's parameters and buffers: identifies an embedder across runtimes and files,
+    so an index built with one embedder refuses queries from another."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
@@ -18,6 +17,7 @@ from torchmetrics.classification import (
 from snapsearch.evaluation.classifier_metrics import ECE_BINS, TOP_K
 from snapsearch.models.backbone import create_backbone
 from snapsearch.models.classifier import CategoryClassifier
+from snapsearch.training.base import SnapSystem
 from snapsearch.training.optim import configure_optimization
 
 
@@ -33,7 +33,7 @@ def _stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
-class ClassifierSystem(pl.LightningModule):
+class ClassifierSystem(SnapSystem):
     """Trains a :class:`CategoryClassifier`. Hyper-parameters are plain config (no pickled objects)."""
 
     def __init__(
@@ -43,9 +43,11 @@ class ClassifierSystem(pl.LightningModule):
         classifier: dict[str, Any],
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
+        channels_last: bool,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.channels_last = channels_last
         net, self.preprocess = create_backbone(**backbone, num_classes=len(categories))
         self.model = CategoryClassifier(net, categories)
         n = len(categories)
@@ -74,11 +76,8 @@ class ClassifierSystem(pl.LightningModule):
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    def _log_skipped(self, batch: dict[str, Any]) -> None:
-        self.log("data/skipped_images", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        self._log_skipped(batch)
+        self.log_skipped(batch)
         if batch["image"].shape[0] == 0:
             return None
         logits = self(batch["image"])
@@ -89,7 +88,7 @@ class ClassifierSystem(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._log_skipped(batch)
+        self.log_skipped(batch)
         if batch["image"].shape[0] == 0:
             return
         logits = self(batch["image"])
@@ -98,7 +97,7 @@ class ClassifierSystem(pl.LightningModule):
         self.log_dict(self.val_metrics, prog_bar=False)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._log_skipped(batch)
+        self.log_skipped(batch)
         if batch["image"].shape[0] == 0:
             return
         logits = self(batch["image"])

@@ -7,12 +7,12 @@ import inspect
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
 
 from snapsearch.models.embedder import ProductEmbedder
 from snapsearch.retrieval.metrics import retrieval_metrics
+from snapsearch.training.base import SnapSystem
 from snapsearch.training.optim import configure_optimization
 
 QUERY_LOADER, POOL_LOADER = 0, 1
@@ -30,7 +30,7 @@ def build_loss(loss_cfg: dict[str, Any], num_classes: int, embedding_size: int) 
     return instantiate(loss_cfg, **extra)
 
 
-class EmbedderSystem(pl.LightningModule):
+class EmbedderSystem(SnapSystem):
     """Trains a :class:`ProductEmbedder` on cross-domain pairs (a product's photos and catalog images)."""
 
     def __init__(
@@ -40,10 +40,12 @@ class EmbedderSystem(pl.LightningModule):
         embedder: dict[str, Any],
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
+        channels_last: bool,
         retrieval_ks: tuple[int, ...] = (1, 5, 10),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.channels_last = channels_last
         self.model, self.preprocess = ProductEmbedder.build(backbone, embedder["embedding_dim"], embedder["gem_p"])
         self.loss = build_loss(embedder["loss"], len(products), self.model.embedding_dim)
         self.miner = instantiate(embedder["miner"]) if embedder.get("miner") else None
@@ -53,7 +55,7 @@ class EmbedderSystem(pl.LightningModule):
         return self.model(x)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        self.log("data/skipped_images", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+        self.log_skipped(batch)
         if batch["image"].shape[0] == 0:
             return None
         emb = self(batch["image"])

@@ -27,8 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 
-from snapsearch.data.augment import build_augment, make_preview_grid, save_grid_png
+from snapsearch.data.augment import build_augment
 from snapsearch.data.datamodule import SnapDataModule
+from snapsearch.data.preview import make_preview_grid, save_grid_png
 from snapsearch.models.calibration import fit_temperature
 from snapsearch.training.classifier_system import ClassifierSystem
 from snapsearch.training.embedder_system import EmbedderSystem
@@ -75,7 +76,9 @@ def _augment_preview(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     assert dm.preprocess is not None
     frame = dm.frame("catalog").head(PREVIEW_IMAGES)
     augment = build_augment(cfg.augment, dm.preprocess.input_size, dm.preprocess.resize_and_crop())
-    grid = make_preview_grid(frame["path"].tolist(), augment, PREVIEW_AUGMENTED, cfg.seed)
+    grid = make_preview_grid(
+        frame["path"].tolist(), augment, PREVIEW_AUGMENTED, cfg.seed, max_pixels=cfg.data.max_image_pixels
+    )
     save_grid_png(grid, run_dir / "augment_preview.png")
     log_image(loggers, "data/augmentations", grid)
 
@@ -133,6 +136,7 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
         classifier=_plain(cfg.model.classifier),
         optimizer=_plain(cfg.model.optimizer),
         scheduler=_plain(cfg.model.scheduler),
+        channels_last=cfg.model.channels_last,
     )
     dm.attach_preprocess(system.preprocess)
     _augment_preview(cfg, dm, run_dir, loggers)
@@ -168,6 +172,7 @@ def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: 
         embedder=emb_cfg,
         optimizer=_plain(cfg.model.optimizer),
         scheduler=_plain(cfg.model.scheduler),
+        channels_last=cfg.model.channels_last,
     )
     dm.attach_preprocess(system.preprocess)
     trainer = _make_trainer(cfg, "embedder", stage_dir, loggers)

@@ -1,0 +1,213 @@
+"""Export a train run's classifier and embedder to ONNX and TorchScript, verified against eager PyTorch
+on real images, into one atomically written bundle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import timm
+import torch
+from torch import nn
+
+import snapsearch
+from snapsearch.data.preprocess import Preprocess
+from snapsearch.deploy.bundle import BUNDLE_FILE, FORMAT_VERSION, checksums
+from snapsearch.models.artifact import fingerprint
+from snapsearch.models.classifier import CategoryClassifier
+from snapsearch.models.embedder import ProductEmbedder
+from snapsearch.utils.atomic import atomic_dir
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUTS = {"classifier": "probabilities", "embedder": "embedding"}
+SUFFIX = {"onnx": ".onnx", "torchscript": ".ts", "onnx_int8": ".int8.onnx"}
+
+
+class ExportError(RuntimeError):
+    """An export that failed verification; nothing was published."""
+
+
+class CalibratedClassifier(nn.Module):
+    """What the deployed classifier computes: calibrated probabilities (temperature folded in)."""
+
+    def __init__(self, model: CategoryClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.probabilities(x)
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, output: str, opset: int) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=[output],
+        dynamic_shapes=({0: batch},),
+        opset_version=opset,
+        dynamo=True,
+        external_data=False,
+    )
+    onnx.checker.check_model(str(path))
+
+
+def _export_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    traced = torch.jit.trace(module, example, check_trace=True)
+    traced.save(str(path))
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def run_file(path: Path, batch: np.ndarray) -> np.ndarray:
+    """Outputs of an exported file on a batch (onnxruntime for .onnx, torch.jit for .ts)."""
+    if path.suffix == ".onnx":
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {INPUT_NAME: batch})[0]
+    module = torch.jit.load(str(path), map_location="cpu")
+    with torch.inference_mode():
+        return module(torch.from_numpy(batch)).numpy()
+
+
+def _compare(kind: str, reference: np.ndarray, other: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
+    report = {"max_abs_diff": float(np.abs(reference - other).max())}
+    if kind == "classifier":
+        report["top1_agreement"] = float(np.mean(reference.argmax(1) == other.argmax(1)))
+        if labels is not None:
+            report["accuracy_reference"] = float(np.mean(reference.argmax(1) == labels))
+            report["accuracy"] = float(np.mean(other.argmax(1) == labels))
+    else:
+        # nearest neighbour of each image among the others: does retrieval agree?
+        def nn_of(e: np.ndarray) -> np.ndarray:
+            sim = e @ e.T
+            np.fill_diagonal(sim, -np.inf)
+            return sim.argmax(1)
+
+        report["nn_agreement"] = float(np.mean(nn_of(reference) == nn_of(other)))
+    return report
+
+
+def export_model(
+    kind: str,
+    module: nn.Module,
+    preprocess: Preprocess,
+    folder: Path,
+    batch: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    formats: list[str],
+    opset: int,
+    quantize_int8: bool,
+    atol: float,
+) -> dict[str, Any]:
+    """Export one model in every format, verify each against eager PyTorch on ``batch``."""
+    module = module.eval()
+    example = torch.from_numpy(batch[:2]).contiguous()
+    with torch.inference_mode():
+        reference = module(torch.from_numpy(batch)).numpy()
+    files: dict[str, str] = {}
+    verification: dict[str, Any] = {}
+    for fmt in formats:
+        path = folder / f"{kind}{SUFFIX[fmt]}"
+        if fmt == "onnx":
+            _export_onnx(module, example, path, OUTPUTS[kind], opset)
+        elif fmt == "torchscript":
+            _export_torchscript(module, example, path)
+        else:
+            raise ExportError(f"unknown export format {fmt!r}; use onnx or torchscript")
+        result = _compare(kind, reference, run_file(path, batch), labels)
+        log.info("%s %s vs eager: %s", kind, fmt, result)
+        agreement = result.get("top1_agreement", result.get("nn_agreement", 1.0))
+        if result["max_abs_diff"] > atol or agreement < 1.0:
+            raise ExportError(
+                f"{kind} {fmt} export does not match eager PyTorch on {len(batch)} real images: {result} "
+                f"(tolerance {atol}); the export is not published"
+            )
+        files[fmt] = path.name
+        verification[fmt] = result
+    if quantize_int8 and "onnx" in formats:
+        path = folder / f"{kind}{SUFFIX['onnx_int8']}"
+        _quantize(folder / files["onnx"], path)
+        files["onnx_int8"] = path.name
+        verification["onnx_int8"] = _compare(kind, reference, run_file(path, batch), labels)
+        log.info("%s onnx int8 vs eager fp32 (reported, not gated): %s", kind, verification["onnx_int8"])
+    return {"files": files, "preprocess": preprocess.to_dict(), "output": OUTPUTS[kind], "verification": verification}
+
+
+def versions(opset: int) -> dict[str, Any]:
+    return {
+        "snapsearch": snapsearch.__version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "opset": opset,
+    }
+
+
+def export_bundle(
+    run_dir: Path,
+    out_dir: Path,
+    batch_for: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    *,
+    formats: list[str],
+    opset: int,
+    quantize_int8: bool,
+    atol: float,
+    extra_files: dict[str, Path],
+) -> dict[str, Any]:
+    """Export both models of ``run_dir`` into ``out_dir``. ``batch_for[kind]``: real preprocessed images.
+
+    Written in a temporary folder and renamed into place only when every export verified, so an
+    interrupted or failed export leaves no half bundle that looks complete.
+    """
+    classifier, cls_pre = CategoryClassifier.load(run_dir / "classifier")
+    embedder, emb_pre = ProductEmbedder.load(run_dir / "embedder")
+    options = {"formats": formats, "opset": opset, "quantize_int8": quantize_int8, "atol": atol}
+    with atomic_dir(out_dir) as tmp:
+        models = {
+            "classifier": export_model(
+                "classifier", CalibratedClassifier(classifier), cls_pre, tmp, batch_for["classifier"], labels, **options
+            )
+            | {"categories": classifier.categories, "temperature": float(classifier.temperature)},
+            "embedder": export_model("embedder", embedder, emb_pre, tmp, batch_for["embedder"], None, **options)
+            | {
+                "embedding_dim": embedder.embedding_dim,
+                "metric": "ip",
+                "normalized": True,
+                "fingerprint": fingerprint(embedder),
+            },
+        }
+        for name, src in extra_files.items():
+            dst = tmp / name
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            else:
+                shutil.copy2(src, dst)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "created": datetime.now(UTC).isoformat(),
+            "source_run": str(run_dir),
+            "input_name": INPUT_NAME,
+            "models": models,
+            "versions": versions(opset),
+            "sha256": checksums(tmp),
+        }
+        (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
+    return meta

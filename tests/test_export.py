@@ -1,0 +1,92 @@
+"""export.py on a trained smoke run: verified ONNX + TorchScript bundle, integrity, runtimes, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snapsearch.deploy.bundle import BundleError, read_bundle
+from snapsearch.deploy.export import ExportError, export_bundle
+from snapsearch.deploy.runtime import BundleRuntime, TorchRuntime
+
+from .conftest import run_entry
+
+
+@pytest.fixture(scope="module")
+def bundle(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "bundle"
+    run_entry(
+        "export.py", out.parent, f"run_dir={smoke_run}", f"output={out}", "quantize_int8=true", "verify.n_images=8"
+    )
+    return out
+
+
+def test_bundle_contents_and_verification(bundle: Path) -> None:
+    meta = read_bundle(bundle)
+    cls, emb = meta["models"]["classifier"], meta["models"]["embedder"]
+    assert set(cls["files"]) == {"onnx", "torchscript", "onnx_int8"}
+    assert cls["preprocess"]["input_size"] == 64 and len(cls["categories"]) == cls_count(bundle)
+    assert emb["embedding_dim"] == 64 and emb["metric"] == "ip"
+    for fmt in ("onnx", "torchscript"):
+        assert cls["verification"][fmt]["max_abs_diff"] <= 1e-4
+        assert cls["verification"][fmt]["top1_agreement"] == 1.0
+        assert emb["verification"][fmt]["nn_agreement"] == 1.0
+    assert "accuracy" in cls["verification"]["onnx_int8"]
+    assert set(meta["versions"]) >= {"torch", "onnx", "onnxruntime", "timm", "opset"}
+
+
+def cls_count(bundle: Path) -> int:
+    return len(json.loads((bundle / "labels.json").read_text())["categories"])
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torchscript", "onnx_int8"])
+def test_bundle_runtimes_match_eager(bundle: Path, smoke_run: Path, runtime: str) -> None:
+    eager = TorchRuntime.from_run_dir(smoke_run)
+    rt = BundleRuntime(bundle, runtime)
+    x = np.random.default_rng(0).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    atol = 5e-2 if runtime == "onnx_int8" else 1e-4
+    np.testing.assert_allclose(rt.classify(x), eager.classify(x), atol=atol)
+    np.testing.assert_allclose(rt.embed(x), eager.embed(x), atol=atol * 10 if runtime == "onnx_int8" else atol)
+    assert rt.embedder_fingerprint == eager.embedder_fingerprint
+
+
+def test_tampered_bundle_is_refused(bundle: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    with open(copy / "classifier.onnx", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BundleError, match=r"modified: \['classifier.onnx'\]"):
+        BundleRuntime(copy, "onnx")
+    (copy / "classifier.onnx").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        read_bundle(copy)
+
+
+def test_not_a_bundle_and_unknown_runtime(tmp_path: Path, bundle: Path) -> None:
+    with pytest.raises(BundleError, match="not an export bundle"):
+        read_bundle(tmp_path)
+    with pytest.raises(ValueError, match="cannot run a bundle"):
+        BundleRuntime(bundle, "tensorrt")
+
+
+def test_failed_verification_publishes_nothing(smoke_run: Path, tmp_path: Path) -> None:
+    """An export that does not match eager PyTorch raises and leaves no bundle (and no temp folder) behind."""
+    batch = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    out = tmp_path / "bundle"
+    with pytest.raises(ExportError, match="does not match eager PyTorch"):
+        export_bundle(
+            smoke_run,
+            out,
+            {"classifier": batch, "embedder": batch},
+            None,
+            formats=["torchscript"],
+            opset=18,
+            quantize_int8=False,
+            atol=-1.0,
+            extra_files={},
+        )
+    assert list(tmp_path.iterdir()) == []
