@@ -3,8 +3,14 @@ so that they can gate the search (adaptive / conformal routing)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+# A temperature outside this range means the model is broken or untrained, not miscalibrated; clamping
+# keeps an untrained smoke model from reporting T in the thousands.
+T_MIN, T_MAX = 0.05, 20.0
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int = 100) -> float:
@@ -17,9 +23,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss = F.cross_entropy(logits / log_t.clamp(math.log(T_MIN), math.log(T_MAX)).exp(), labels)
         loss.backward()
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().clamp(math.log(T_MIN), math.log(T_MAX)).exp())
