@@ -27,9 +27,11 @@ def _compose(overrides: list[str], config_name: str = "train"):
 
 
 def _resolve(cfg) -> dict:
-    # hydra:runtime.* only exists inside a running job; pin the output dir for the check.
-    cfg.paths.output_dir = "/tmp/out"
-    return OmegaConf.to_container(cfg, resolve=True)
+    """Resolve every interpolation of the job config (``hydra:`` runtime values only exist inside a job,
+    so the output dir is pinned and the hydra node left out)."""
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    job.paths.output_dir = "/tmp/out"
+    return OmegaConf.to_container(job, resolve=True)
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))
@@ -63,7 +65,8 @@ def test_optuna_direction_follows_monitor_mode() -> None:
 
 def test_run_dirs_are_unique_per_process() -> None:
     cfg = _compose([])
-    assert "%f" in cfg.hydra.run.dir and "pid" in cfg.hydra.run.dir
+    run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
+    assert "%f" in run_dir and "${pid:}" in run_dir
 
 
 def test_loss_group_packages_into_embedder() -> None:
