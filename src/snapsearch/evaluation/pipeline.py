@@ -17,7 +17,7 @@ from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.image_io import read_rgb
 from snapsearch.data.manifest import category_at
 from snapsearch.data.sources import load_manifest
-from snapsearch.deploy.runtime import CascadeRuntime, TorchRuntime
+from snapsearch.deploy.runtime import BundleRuntime, CascadeRuntime, TorchRuntime
 from snapsearch.evaluation.classifier_metrics import classifier_metrics
 from snapsearch.evaluation.inference import run_inference
 from snapsearch.evaluation.latency import StageTimer
@@ -40,16 +40,32 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("catalog", "extended_catalog")
 
 
-def build_runtime(cfg: DictConfig, run_dir: Path) -> CascadeRuntime:
+def resolve_source(cfg: DictConfig) -> tuple[Path, DictConfig]:
+    """The evaluated folder (run directory or bundle) and the training config it carries."""
+    if (cfg.run_dir is None) == (cfg.bundle is None):
+        raise ValueError("pass exactly one of run_dir=<train run directory> or bundle=<export bundle>")
+    source = Path(cfg.bundle or cfg.run_dir).resolve()
+    config = source / ("source_config.yaml" if cfg.bundle else "config.yaml")
+    if not (source / "labels.json").is_file() or not config.is_file():
+        kind = "an export bundle" if cfg.bundle else "a train run directory"
+        raise FileNotFoundError(f"{source} is not {kind} (no labels.json / {config.name})")
+    return source, OmegaConf.load(config)
+
+
+def build_runtime(cfg: DictConfig, source: Path) -> CascadeRuntime:
+    if cfg.bundle is not None:
+        if cfg.embedder != "trained":
+            raise ValueError("a bundle carries its own embedder; embedder=generic needs run_dir=")
+        return BundleRuntime(source, cfg.runtime)
     if cfg.runtime != "torch":
-        raise ValueError(f"runtime={cfg.runtime!r} is not available yet; use runtime=torch")
+        raise ValueError(f"runtime={cfg.runtime!r} runs an export bundle: pass bundle=DIR (python export.py makes one)")
     if cfg.embedder == "generic":
         g = cfg.generic_embedder
         embedder, pre = ProductEmbedder.build(OmegaConf.to_container(g.backbone), g.embedding_dim, g.gem_p)
-        return TorchRuntime.from_run_dir(run_dir, embedder=embedder, embedder_preprocess=pre, device=cfg.device)
+        return TorchRuntime.from_run_dir(source, embedder=embedder, embedder_preprocess=pre, device=cfg.device)
     if cfg.embedder != "trained":
         raise ValueError(f"embedder={cfg.embedder!r}: use trained (the run's embedder) or generic")
-    return TorchRuntime.from_run_dir(run_dir, device=cfg.device)
+    return TorchRuntime.from_run_dir(source, device=cfg.device)
 
 
 def _frames(manifest: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -130,15 +146,12 @@ def _latency(
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    run_dir = Path(cfg.run_dir).resolve()
-    if not (run_dir / "labels.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a train run directory (no labels.json); pass run_dir=<run dir>")
-    train_cfg = OmegaConf.load(run_dir / "config.yaml")
+    source, train_cfg = resolve_source(cfg)
     data_cfg = cfg.data if cfg.data is not None else train_cfg.data
-    labels = LabelMaps.load(run_dir / "labels.json")
+    labels = LabelMaps.load(source / "labels.json")
     manifest = load_manifest(data_cfg)
     queries, pool, calib = _frames(manifest, cfg.protocol)
-    runtime = build_runtime(cfg, run_dir)
+    runtime = build_runtime(cfg, source)
     io = {
         "batch_size": cfg.batch_size,
         "workers": cfg.num_workers,
@@ -209,9 +222,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             }
     results.update(
         protocol=cfg.protocol,
-        run_dir=str(run_dir),
+        source=str(source),
         embedder=cfg.embedder,
-        runtime=cfg.runtime,
+        runtime=runtime.name,
         index=OmegaConf.to_container(cfg.index),
         baseline=cfg.cascade.baseline,
         improvement_metrics=list(cfg.improvement_metrics),

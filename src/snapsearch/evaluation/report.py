@@ -57,7 +57,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     parts = [
         f"# snapsearch evaluation: {results['protocol']}",
         "",
-        f"Run `{results['run_dir']}`, embedder `{results['embedder']}`, index `{results['index']['factory']}`, "
+        f"Source `{results['source']}`, embedder `{results['embedder']}`, index `{results['index']['factory']}`, "
         f"runtime `{results['runtime']}`. {results['n_queries']} query photos, {results['n_pool']} pool images "
         f"of {results['n_products']} products in {results['n_partitions']} partitions.",
         "",

@@ -24,4 +24,11 @@ class SnapSystem(pl.LightningModule):
 
     def log_skipped(self, batch: dict[str, Any]) -> None:
         """Unreadable images were dropped by the collate; their count reaches the run summary."""
-        self.log("data/skipped_images", float(batch["n_skipped"]), reduce_fx="sum", on_step=False, on_epoch=True)
+        self.log(
+            "data/skipped_images",
+            float(batch["n_skipped"]),
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            batch_size=1,
+        )

@@ -30,6 +30,9 @@ def _stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
             "ece": MulticlassCalibrationError(num_classes, n_bins=ECE_BINS, norm="l1"),
         },
         prefix=prefix,
+        # Compute groups would merge metrics whose states happen to match on the first batch (top-1 F1
+        # and top-5 accuracy do), silently reporting one for the other.
+        compute_groups=False,
     )
 
 
@@ -83,8 +86,9 @@ class ClassifierSystem(SnapSystem):
         logits = self(batch["image"])
         loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.classifier["label_smoothing"])
         self.train_acc(logits, batch["label"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        n = len(logits)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -92,9 +96,9 @@ class ClassifierSystem(SnapSystem):
         if batch["image"].shape[0] == 0:
             return
         logits = self(batch["image"])
-        self.log("val/loss", F.cross_entropy(logits, batch["label"]), prog_bar=True)
+        self.log("val/loss", F.cross_entropy(logits, batch["label"]), prog_bar=True, batch_size=len(logits))
         self.val_metrics.update(torch.softmax(logits / self.model.temperature, -1), batch["label"])
-        self.log_dict(self.val_metrics, prog_bar=False)
+        self.log_dict(self.val_metrics, prog_bar=False, batch_size=len(logits))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.log_skipped(batch)
@@ -104,8 +108,8 @@ class ClassifierSystem(SnapSystem):
         self.test_metrics.update(torch.softmax(logits / self.model.temperature, -1), batch["label"])
         self.test_ece_uncalibrated.update(torch.softmax(logits, -1), batch["label"])
         self.test_confusion.update(logits, batch["label"])
-        self.log_dict(self.test_metrics)
-        self.log("test/ece_uncalibrated", self.test_ece_uncalibrated)
+        self.log_dict(self.test_metrics, batch_size=len(logits))
+        self.log("test/ece_uncalibrated", self.test_ece_uncalibrated, batch_size=len(logits))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         """Raw logits and labels: what temperature fitting and evaluation need."""

@@ -62,7 +62,7 @@ class EmbedderSystem(SnapSystem):
         labels = batch["product"]
         tuples = self.miner(emb, labels) if self.miner is not None else None
         loss = self.loss(emb, labels, tuples)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(emb))
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -79,7 +79,7 @@ class EmbedderSystem(SnapSystem):
         ranked = products_ranked_by_similarity(q.numpy(), p.numpy(), p_prod.numpy())
         metrics = retrieval_metrics(ranked, q_prod.numpy().tolist(), ks=tuple(self.hparams.retrieval_ks))
         for name, value in metrics.items():
-            self.log(f"val/{name}", float(value), prog_bar=name == "R@1")
+            self.log(f"val/{name}", float(value), prog_bar=name == "R@1", batch_size=len(q))
         self._val = {QUERY_LOADER: [], POOL_LOADER: []}
 
     def configure_optimizers(self) -> dict[str, Any]:
