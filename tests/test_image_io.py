@@ -67,9 +67,7 @@ def test_plain_rgb_jpeg_roundtrip(tmp_path: Path) -> None:
     _assert_close(out[16, 56], BLUE)
 
 
-@pytest.mark.parametrize(
-    ("orientation", "top", "bottom"), [(ROTATE_90_CW, RED, BLUE), (ROTATE_90_CCW, BLUE, RED)]
-)
+@pytest.mark.parametrize(("orientation", "top", "bottom"), [(ROTATE_90_CW, RED, BLUE), (ROTATE_90_CCW, BLUE, RED)])
 def test_exif_orientation_is_applied(
     tmp_path: Path, orientation: int, top: tuple[int, int, int], bottom: tuple[int, int, int]
 ) -> None:
