@@ -121,7 +121,9 @@ def _latency(
         search = {}
         for name, strategy in strategies.items():
             s0 = time.perf_counter()
-            run_strategy(strategy, index, emb, probs, cfg.k, true_partition=np.zeros(1, dtype=int))
+            run_strategy(
+                strategy, index, emb, probs, cfg.k, true_partition=np.zeros(1, dtype=int), overfetch=cfg.overfetch
+            )
             search[name] = time.perf_counter() - s0
         if i < 0:
             continue
@@ -173,7 +175,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         metric=cfg.index.metric,
         nprobe=cfg.index.nprobe,
         ef_search=cfg.index.ef_search,
+        embedder_checksum=runtime.embedder_fingerprint,
     )
+    out_dir = Path(cfg.paths.output_dir)
+    if cfg.save_index:
+        index.save(out_dir / "index")
     probs = q_out.probs
     assert probs is not None
     if cfg.prior_correction:
@@ -193,7 +199,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ranked_by: dict[str, list[list[int]]] = {}
     for name, strategy in strategies.items():
         t0 = time.perf_counter()
-        ranked, routed = run_strategy(strategy, index, q_out.embeddings, probs, cfg.k, true_partition=q_part)
+        ranked, routed = run_strategy(
+            strategy, index, q_out.embeddings, probs, cfg.k, true_partition=q_part, overfetch=cfg.overfetch
+        )
         search_ms = 1e3 * (time.perf_counter() - t0) / len(q_prod)
         ranked_by[name] = ranked
         metrics = retrieval_metrics(ranked, q_prod.tolist(), ks=tuple(cfg.ks), map_k=cfg.k)
@@ -239,7 +247,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             cfg, runtime, index, strategies, queries.loc[q_out.rows, "path"].tolist(), data_cfg.max_image_pixels
         ),
     )
-    out_dir = Path(cfg.paths.output_dir)
     write_reports(results, out_dir)
     save_png(confusion_matrix_figure(probs, q_part, labels.categories), out_dir / "confusion_matrix.png")
     rng = np.random.default_rng(cfg.seed)
