@@ -39,11 +39,6 @@ def read_model(folder: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], 
     return torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True), meta
 
 
-def rebuild_spec(backbone: dict[str, Any]) -> dict[str, Any]:
-    """The backbone spec with every weight source removed: the saved state dict provides the weights."""
-    return {**backbone, "pretrained": False, "weights": None, "checkpoint": None}
-
-
 def fingerprint(module: nn.Module) -> str:
     """sha256 over a module's parameters and buffers: identifies an embedder across runtimes and files,
     so an index built with one embedder refuses queries from another."""

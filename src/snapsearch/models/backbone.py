@@ -73,6 +73,12 @@ def _contract(model: nn.Module, source: WeightSource | None, input_size: int | N
     return Preprocess.from_timm_config(data_config, input_size=size, **overrides)
 
 
+def build_architecture(name: str, *, num_classes: int, drop_rate: float = 0.0) -> nn.Module:
+    """The network alone, randomly initialised: for loading a saved state dict into (no weight source)."""
+    _check_name(name)
+    return timm.create_model(name, num_classes=num_classes, drop_rate=drop_rate)
+
+
 def create_backbone(
     name: str,
     *,

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from snapsearch.data.preprocess import Preprocess
-from snapsearch.models.artifact import read_model, rebuild_spec, save_model
-from snapsearch.models.backbone import create_backbone
+from snapsearch.models.artifact import read_model, save_model
+from snapsearch.models.backbone import build_architecture
 
 
 class CategoryClassifier(nn.Module):
@@ -43,7 +43,8 @@ class CategoryClassifier(nn.Module):
     @classmethod
     def load(cls, folder: str | Path) -> tuple[CategoryClassifier, Preprocess]:
         state, meta = read_model(folder, "classifier")
-        net, _ = create_backbone(**rebuild_spec(meta["backbone"]), num_classes=len(meta["categories"]))
+        spec = meta["backbone"]
+        net = build_architecture(spec["name"], num_classes=len(meta["categories"]), drop_rate=spec["drop_rate"])
         model = cls(net, meta["categories"])
         model.load_state_dict(state)
         return model.eval(), Preprocess.from_dict(meta["preprocess"])

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from snapsearch.data.preprocess import Preprocess
-from snapsearch.models.artifact import read_model, rebuild_spec, save_model
-from snapsearch.models.backbone import create_backbone
+from snapsearch.models.artifact import read_model, save_model
+from snapsearch.models.backbone import build_architecture, create_backbone
 
 GEM_EPS = 1e-6
 
@@ -66,6 +66,7 @@ class ProductEmbedder(nn.Module):
     @classmethod
     def load(cls, folder: str | Path) -> tuple[ProductEmbedder, Preprocess]:
         state, meta = read_model(folder, "embedder")
-        model, _ = cls.build(rebuild_spec(meta["backbone"]), meta["embedding_dim"], meta["gem_p"])
+        trunk = build_architecture(meta["backbone"]["name"], num_classes=0)
+        model = cls(trunk, meta["embedding_dim"], meta["gem_p"], learn_gem=meta["embedding_dim"] is not None)
         model.load_state_dict(state)
         return model.eval(), Preprocess.from_dict(meta["preprocess"])
