@@ -190,3 +190,13 @@ def test_build_rejects_bad_inputs(pool, tmp_path: Path) -> None:
     odd = np.array([(i,) for i in range(len(x))] + [None], dtype=object)[:-1]
     with pytest.raises(TypeError, match="without pickle"):
         PartitionedIndex.build(x, parts, odd).save(tmp_path / "ix")
+
+
+def test_nlist_placeholder_sizes_each_index() -> None:
+    """One config string gives every partition a coarse quantiser that fits its size."""
+    from snapsearch.retrieval.faiss_factory import sized_factory
+
+    assert sized_factory("IVF{nlist},Flat", 10_000) == "IVF256,Flat"  # 4 * sqrt(n)
+    assert sized_factory("IVF{nlist},PQ8np", 200) == "IVF5,PQ8np"  # >= 39 training points per list
+    assert sized_factory("IVF{nlist},Flat", 10) == "IVF1,Flat"
+    assert sized_factory("HNSW32", 10) == "HNSW32"

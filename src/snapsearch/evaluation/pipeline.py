@@ -26,6 +26,8 @@ from snapsearch.evaluation.report import print_table, save_png, write_reports
 from snapsearch.models.embedder import ProductEmbedder
 from snapsearch.retrieval import (
     Conformal,
+    GlobalSearch,
+    Oracle,
     PartitionedIndex,
     average_improvement,
     em_prior_correction,
@@ -92,6 +94,20 @@ def _indices(frame: pd.DataFrame, rows: np.ndarray, labels: LabelMaps) -> tuple[
         category_at(sub["category"], labels.partition_depth).map(cats).to_numpy(),
         sub["product_id"].map(prods).to_numpy(),
     )
+
+
+def query_stream(true_partition: np.ndarray, n_categories: int, alpha: float | None, seed: int) -> np.ndarray:
+    """Indices of the query stream: the test photos as they are, or (``alpha`` set) resampled with
+    replacement to a category mix drawn from Dirichlet(alpha): a shop whose users photograph other things
+    than the training data shows, for measuring prior correction."""
+    if alpha is None:
+        return np.arange(len(true_partition))
+    rng = np.random.default_rng(seed)
+    present = np.unique(true_partition)
+    mix = np.zeros(n_categories)
+    mix[present] = rng.dirichlet(np.full(len(present), float(alpha)))
+    weights = mix[true_partition] / np.bincount(true_partition, minlength=n_categories)[true_partition]
+    return rng.choice(len(true_partition), size=len(true_partition), replace=True, p=weights / weights.sum())
 
 
 def _latency(
@@ -182,25 +198,38 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         index.save(out_dir / "index")
     probs = q_out.probs
     assert probs is not None
-    if cfg.prior_correction:
-        train_prior = np.bincount(
-            _indices(manifest, manifest.index[(manifest["split"] == "train")].to_numpy(), labels)[0],
-            minlength=len(labels.categories),
-        )
-        probs, _ = em_prior_correction(probs, train_prior / train_prior.sum())
+    stream = query_stream(q_part, len(labels.categories), cfg.stream.resample_alpha, cfg.stream.seed)
+    q_emb, probs, q_part, q_prod, q_rows = (
+        q_out.embeddings[stream],
+        probs[stream],
+        q_part[stream],
+        q_prod[stream],
+        q_out.rows[stream],
+    )
 
     strategies = {name: instantiate(c) for name, c in cfg.cascade.strategies.items()}
     for strategy in strategies.values():
         if isinstance(strategy, Conformal):
             c_out = run_inference(runtime, calib, labels, classify=True, **io)
             strategy.fit(c_out.probs, _indices(manifest, c_out.rows, labels)[0])
+    runs = {name: (strategy, probs) for name, strategy in strategies.items()}
+    if cfg.prior_correction:
+        # EM re-estimates the stream's category mix; every gate that reads probabilities runs again on it.
+        train_rows = manifest.index[manifest["split"] == "train"].to_numpy()
+        counts = np.bincount(_indices(manifest, train_rows, labels)[0], minlength=len(labels.categories))
+        probs_em, _ = em_prior_correction(probs, counts / counts.sum())
+        runs |= {
+            f"{name}+em": (strategy, probs_em)
+            for name, strategy in strategies.items()
+            if not isinstance(strategy, GlobalSearch | Oracle)
+        }
 
     results: dict[str, Any] = {"strategies": {}}
     ranked_by: dict[str, list[list[int]]] = {}
-    for name, strategy in strategies.items():
+    for name, (strategy, gate) in runs.items():
         t0 = time.perf_counter()
         ranked, routed = run_strategy(
-            strategy, index, q_out.embeddings, probs, cfg.k, true_partition=q_part, overfetch=cfg.overfetch
+            strategy, index, q_emb, gate, cfg.k, true_partition=q_part, overfetch=cfg.overfetch
         )
         search_ms = 1e3 * (time.perf_counter() - t0) / len(q_prod)
         ranked_by[name] = ranked
@@ -226,7 +255,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if mask.any():
             per_category[cat] = {"n": int(mask.sum())} | {
                 name: float(np.mean([q_prod[i] in ranked_by[name][i][:1] for i in np.flatnonzero(mask)]))
-                for name in strategies
+                for name in runs
             }
     results.update(
         protocol=cfg.protocol,
@@ -257,7 +286,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     product_image = {prod_index[p]: path for p, path in zip(catalog["product_id"], catalog["path"], strict=True)}
     save_png(
         examples_figure(
-            queries.loc[q_out.rows[picks], "path"].tolist(),
+            queries.loc[q_rows[picks], "path"].tolist(),
             q_prod[picks].tolist(),
             [ranked_by[shown][i] for i in picks],
             product_image,

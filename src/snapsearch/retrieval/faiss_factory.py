@@ -15,6 +15,11 @@ import numpy as np
 Metric = Literal["ip", "l2"]
 METRICS: dict[str, int] = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 FALLBACK_FACTORY = "Flat"
+# "{nlist}" in a factory string is replaced per index by NLIST_PER_SQRT * sqrt(n) (FAISS's guideline is
+# 4-16 x sqrt(n)), capped so each list keeps MIN_POINTS_PER_LIST training points: partitions of very
+# different sizes each get a fitting coarse quantiser from one config string.
+NLIST_PER_SQRT = 4
+MIN_POINTS_PER_LIST = 39
 
 
 class BuiltIndex(NamedTuple):
@@ -41,8 +46,17 @@ def make_index(dim: int, factory: str, metric: Metric) -> faiss.Index:
         ) from err
 
 
+def sized_factory(factory: str, n: int) -> str:
+    """The factory string with ``{nlist}`` filled in for an index of ``n`` vectors."""
+    if "{nlist}" not in factory:
+        return factory
+    nlist = max(1, min(round(NLIST_PER_SQRT * np.sqrt(n)), n // MIN_POINTS_PER_LIST))
+    return factory.replace("{nlist}", str(nlist))
+
+
 def build_index(vectors: np.ndarray, factory: str, metric: Metric) -> BuiltIndex:
     """Make, train (if needed) and fill an index; fall back to Flat when there is too little data to train."""
+    factory = sized_factory(factory, len(vectors))
     index = make_index(vectors.shape[1], factory, metric)
     reason = None
     if not index.is_trained:
