@@ -66,7 +66,9 @@ def test_wandb_offline_run_directory(smoke_run: Path) -> None:
 
 
 def test_resume_from_last_checkpoint(smoke_run: Path, tmp_path: Path) -> None:
-    """ckpt_path=last continues the run's own classifier for more epochs."""
+    """ckpt_path=last continues the run's own classifier: one more epoch on top of the saved ones."""
+    last = smoke_run / "classifier" / "last.ckpt"
+    before = torch.load(last, map_location="cpu", weights_only=True)
     run_train(
         tmp_path,
         "experiment=smoke",
@@ -74,10 +76,11 @@ def test_resume_from_last_checkpoint(smoke_run: Path, tmp_path: Path) -> None:
         f"run_dir={smoke_run}",
         "stages=[classifier]",
         "ckpt_path=last",
-        "trainer.max_epochs=3",
+        f"trainer.max_epochs={before['epoch'] + 1}",
     )
-    ckpt = torch.load(smoke_run / "classifier" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["epoch"] == 2
+    after = torch.load(last, map_location="cpu", weights_only=True)
+    assert after["epoch"] == before["epoch"] + 1
+    assert after["global_step"] > before["global_step"]
 
 
 def test_grid_sweep_runs_each_job_separately(tmp_path: Path) -> None:
