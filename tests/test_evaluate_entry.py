@@ -47,3 +47,15 @@ def test_evaluate_extended_catalog_generic_embedder(smoke_run: Path, tmp_path: P
     )
     assert report["n_pool"] > report["n_products"]  # many images per product, ranked once per product
     assert set(report["strategies"]) == {"global", "top1"}
+
+
+def test_evaluate_shared_trunk(smoke_run: Path, tmp_path: Path) -> None:
+    """One trunk for both stages: the classifier's pooled features serve as the embedding."""
+    report = _evaluate(smoke_run, tmp_path, "embedder=shared", "cascade=top1")
+    assert report["runtime"] == "torch-shared"
+    assert report["latency"]["stages"]["classify"]["p50_ms"] < report["latency"]["stages"]["embed"]["p50_ms"]
+
+
+def test_evaluate_prior_correction_on_resampled_stream(smoke_run: Path, tmp_path: Path) -> None:
+    report = _evaluate(smoke_run, tmp_path, "cascade=top1", "prior_correction=true", "stream.resample_alpha=0.5")
+    assert set(report["strategies"]) == {"global", "top1", "top1+em"}

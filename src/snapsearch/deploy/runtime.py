@@ -86,6 +86,30 @@ class TorchRuntime:
         return self.embedder(torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
 
+class SharedTrunkRuntime(TorchRuntime):
+    """One trunk serves both stages: the in-domain classifier's pooled features are the embedding, so the
+    cascade costs one forward pass plus a linear head (the route to a near-zero latency overhead)."""
+
+    name = "torch-shared"
+
+    def __init__(self, classifier: CategoryClassifier, preprocess: Preprocess, device: str = "cpu") -> None:
+        embedder = ProductEmbedder(classifier.net, embedding_dim=None, gem_p=1.0, learn_gem=False)
+        super().__init__(classifier, preprocess, embedder, preprocess, device)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, device: str = "cpu") -> SharedTrunkRuntime:  # type: ignore[override]
+        classifier, preprocess = CategoryClassifier.load(Path(run_dir) / "classifier")
+        return cls(classifier, preprocess, device)
+
+    @torch.inference_mode()
+    def classify_and_embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and embeddings from one forward pass of the shared trunk."""
+        net = self.classifier.net
+        pooled = net.forward_head(net.forward_features(torch.from_numpy(batch).to(self.device)), pre_logits=True)
+        probs = torch.softmax(net.get_classifier()(pooled) / self.classifier.temperature, dim=-1)
+        return probs.cpu().numpy(), torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+
+
 def _runner(path: Path, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
     if path.suffix == ".onnx":
         import onnxruntime as ort
