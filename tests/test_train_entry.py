@@ -66,7 +66,7 @@ def test_wandb_offline_run_directory(smoke_run: Path) -> None:
 
 
 def test_resume_from_last_checkpoint(smoke_run: Path, tmp_path: Path) -> None:
-    """ckpt_path=last continues the run's own classifier: one more epoch on top of the saved ones."""
+    """ckpt_path=last continues the run's own classifier on top of the saved epochs."""
     last = smoke_run / "classifier" / "last.ckpt"
     before = torch.load(last, map_location="cpu", weights_only=True)
     run_train(

@@ -114,8 +114,11 @@ def _finish_stage(
     """Record the stage's metrics and log its best checkpoint to wandb as an artifact."""
     ckpt = _checkpointer(trainer)
     best = (ckpt.best_model_path or None) if ckpt is not None else None
+    monitored = cfg.monitor[stage].metric
     if ckpt is not None and ckpt.best_model_score is not None:
-        metrics[cfg.monitor[stage].metric] = float(ckpt.best_model_score)
+        metrics[monitored] = float(ckpt.best_model_score)
+    elif monitored in trainer.callback_metrics:  # no checkpointing (fast_dev_run): the last value
+        metrics[monitored] = float(trainer.callback_metrics[monitored])
     atomic_write_text(stage_dir / "metrics.json", json.dumps({"best_checkpoint": best, **metrics}, indent=2))
     for lg in loggers:
         if isinstance(lg, WandbLogger) and best:
