@@ -100,25 +100,26 @@ def _checkpointer(trainer: pl.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
 
 
-def _restore_best(trainer: pl.Trainer, system: pl.LightningModule) -> None:
-    """Load the best checkpoint's weights (``weights_only``: nothing from the file is unpickled)."""
+def _restore_best(cfg: DictConfig, stage: str, trainer: pl.Trainer, system: pl.LightningModule) -> dict[str, float]:
+    """Load the best checkpoint's weights (``weights_only``: nothing from the file is unpickled) and
+    return the monitored metric: its best value, or its last one when nothing was checkpointed
+    (fast_dev_run), so that sweepers always get a number."""
+    monitored = cfg.monitor[stage].metric
     ckpt = _checkpointer(trainer)
     if ckpt is not None and ckpt.best_model_path:
         state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         system.load_state_dict(state)
+        return {monitored: float(ckpt.best_model_score)}
+    last = trainer.callback_metrics.get(monitored)
+    return {} if last is None else {monitored: float(last)}
 
 
 def _finish_stage(
-    cfg: DictConfig, stage: str, trainer: pl.Trainer, stage_dir: Path, loggers: list[Logger], metrics: dict[str, float]
+    stage: str, trainer: pl.Trainer, stage_dir: Path, loggers: list[Logger], metrics: dict[str, float]
 ) -> dict[str, float]:
     """Record the stage's metrics and log its best checkpoint to wandb as an artifact."""
     ckpt = _checkpointer(trainer)
     best = (ckpt.best_model_path or None) if ckpt is not None else None
-    monitored = cfg.monitor[stage].metric
-    if ckpt is not None and ckpt.best_model_score is not None:
-        metrics[monitored] = float(ckpt.best_model_score)
-    elif monitored in trainer.callback_metrics:  # no checkpointing (fast_dev_run): the last value
-        metrics[monitored] = float(trainer.callback_metrics[monitored])
     atomic_write_text(stage_dir / "metrics.json", json.dumps({"best_checkpoint": best, **metrics}, indent=2))
     for lg in loggers:
         if isinstance(lg, WandbLogger) and best:
@@ -145,8 +146,7 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     _augment_preview(cfg, dm, run_dir, loggers)
     trainer = _make_trainer(cfg, "classifier", stage_dir, loggers)
     trainer.fit(system, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir))
-    _restore_best(trainer, system)
-    metrics: dict[str, float] = {}
+    metrics = _restore_best(cfg, "classifier", trainer, system)
     if cfg.calibrate:
         outputs = trainer.predict(system, dataloaders=dm.val_dataloader())
         logits = torch.cat([o["logits"] for o in outputs])
@@ -162,7 +162,7 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
         log_image(loggers, "test/confusion_matrix", _save_figure(fig, stage_dir / "confusion_matrix.png"))
     metrics["temperature"] = float(system.model.temperature)
     system.model.save(stage_dir, backbone=_plain(cfg.model.backbone), preprocess=system.preprocess)
-    return _finish_stage(cfg, "classifier", trainer, stage_dir, loggers, metrics)
+    return _finish_stage("classifier", trainer, stage_dir, loggers, metrics)
 
 
 def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
@@ -185,11 +185,11 @@ def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: 
         val_dataloaders=[dm.val_dataloader(), dm.catalog_dataloader()],
         ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir),
     )
-    _restore_best(trainer, system)
+    metrics = _restore_best(cfg, "embedder", trainer, system)
     system.model.save(
         stage_dir, backbone=_plain(cfg.model.backbone), preprocess=system.preprocess, gem_p=emb_cfg["gem_p"]
     )
-    return _finish_stage(cfg, "embedder", trainer, stage_dir, loggers, {})
+    return _finish_stage("embedder", trainer, stage_dir, loggers, metrics)
 
 
 STAGES: dict[str, Callable[[DictConfig, SnapDataModule, Path, list[Logger]], dict[str, float]]] = {
