@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from snapsearch.deploy.bundle import BundleError, read_bundle
 from snapsearch.deploy.export import ExportError, export_bundle
 from snapsearch.deploy.runtime import BundleRuntime, TorchRuntime
 
-from .conftest import run_entry
+from .conftest import ROOT, run_entry
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +92,51 @@ def test_failed_verification_publishes_nothing(smoke_run: Path, tmp_path: Path) 
             extra_files={},
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def _report(folder: Path) -> dict:
+    reports = sorted((folder / "evaluations").glob("*/report.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(reports[-1].read_text())
+
+
+def test_evaluate_from_bundle_matches_eager(bundle: Path, smoke_run: Path, tmp_path: Path) -> None:
+    """The cascade evaluated from the ONNX bundle (with its shipped index) gives the eager metrics."""
+    common = ["cascade=top1", "latency.n_queries=3", "latency.warmup=1"]
+    run_entry("evaluate.py", tmp_path, f"run_dir={smoke_run}", *common)
+    eager = _report(smoke_run)
+    run_entry("evaluate.py", tmp_path, f"bundle={bundle}", "runtime=onnx", *common)
+    onnx = _report(bundle)
+    assert onnx["runtime"] == "onnx"
+    for name in ("global", "top1"):
+        for metric, value in eager["strategies"][name]["metrics"].items():
+            assert onnx["strategies"][name]["metrics"][metric] == pytest.approx(value, abs=1e-3), (name, metric)
+
+
+def test_bundle_path_imports_no_training_code() -> None:
+    code = (
+        "import sys; import snapsearch.evaluation.pipeline, snapsearch.deploy.runtime; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in {'pytorch_lightning', 'lightning'} "
+        "or m.startswith('snapsearch.training')]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_index_from_another_embedder_is_refused(bundle: Path, smoke_run: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "evaluate.py"),
+            f"run_dir={smoke_run}",
+            "embedder=generic",
+            f"index_path={bundle / 'index'}",
+            "generic_embedder.backbone.name=test_efficientnet",
+            "generic_embedder.backbone.weights=null",
+            "generic_embedder.backbone.input_size=64",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode != 0
+    assert "rebuild the index" in proc.stderr + proc.stdout

@@ -20,7 +20,7 @@ from torch import nn
 import snapsearch
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.deploy.bundle import BUNDLE_FILE, FORMAT_VERSION, checksums
-from snapsearch.models.artifact import fingerprint
+from snapsearch.models.artifact import META_FILE, fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
 from snapsearch.utils.atomic import atomic_dir
@@ -149,6 +149,10 @@ def export_model(
     return {"files": files, "preprocess": preprocess.to_dict(), "output": OUTPUTS[kind], "verification": verification}
 
 
+def _backbone(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / META_FILE).read_text())["backbone"]
+
+
 def versions(opset: int) -> dict[str, Any]:
     return {
         "snapsearch": snapsearch.__version__,
@@ -185,13 +189,18 @@ def export_bundle(
             "classifier": export_model(
                 "classifier", CalibratedClassifier(classifier), cls_pre, tmp, batch_for["classifier"], labels, **options
             )
-            | {"categories": classifier.categories, "temperature": float(classifier.temperature)},
+            | {
+                "categories": classifier.categories,
+                "temperature": float(classifier.temperature),
+                "backbone": _backbone(run_dir / "classifier"),
+            },
             "embedder": export_model("embedder", embedder, emb_pre, tmp, batch_for["embedder"], None, **options)
             | {
                 "embedding_dim": embedder.embedding_dim,
                 "metric": "ip",
                 "normalized": True,
                 "fingerprint": fingerprint(embedder),
+                "backbone": _backbone(run_dir / "embedder"),
             },
         }
         for name, src in extra_files.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,25 @@ def _verification_batch(
     return np.stack([it["image"].numpy() for it in items]), np.array([it["label"] for it in items])
 
 
+def _catalog_index(
+    cfg: DictConfig, run_dir: Path, train_cfg: DictConfig, labels: LabelMaps, manifest, out: Path
+) -> Path:
+    """The catalog's partitioned index built with the run's embedder, for a deployment to ship."""
+    from snapsearch.deploy.runtime import TorchRuntime
+    from snapsearch.evaluation.pipeline import catalog_index
+
+    io = {
+        "batch_size": cfg.batch_size,
+        "workers": cfg.num_workers,
+        "max_pixels": train_cfg.data.max_image_pixels,
+        "draft": train_cfg.data.draft_decode,
+    }
+    catalog = manifest[manifest["domain"] == "catalog"]
+    index, _ = catalog_index(cfg.index, TorchRuntime.from_run_dir(run_dir), catalog, manifest, labels, io)
+    index.save(out)
+    return out
+
+
 def run_export(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir).resolve()
     for stage in ("classifier", "embedder"):
@@ -48,21 +68,20 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
             photos, labels, contract, cfg.verify.n_images, train_cfg.data.max_image_pixels
         )
     extra = {"labels.json": run_dir / "labels.json", "source_config.yaml": run_dir / "config.yaml"}
-    if cfg.include_index:
-        from snapsearch.evaluation.index_build import build_catalog_index
-
-        extra["index"] = build_catalog_index(cfg, run_dir, train_cfg, labels, manifest)
-    meta = export_bundle(
-        run_dir,
-        Path(cfg.output),
-        batches,
-        truth,
-        formats=list(cfg.formats),
-        opset=cfg.opset,
-        quantize_int8=cfg.quantize_int8,
-        atol=cfg.verify.atol,
-        extra_files=extra,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        if cfg.include_index:
+            extra["index"] = _catalog_index(cfg, run_dir, train_cfg, labels, manifest, Path(tmp) / "index")
+        meta = export_bundle(
+            run_dir,
+            Path(cfg.output),
+            batches,
+            truth,
+            formats=list(cfg.formats),
+            opset=cfg.opset,
+            quantize_int8=cfg.quantize_int8,
+            atol=cfg.verify.atol,
+            extra_files=extra,
+        )
     log.info("bundle written to %s", cfg.output)
     for kind, m in meta["models"].items():
         for fmt, result in m["verification"].items():

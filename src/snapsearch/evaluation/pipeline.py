@@ -98,6 +98,33 @@ def _indices(frame: pd.DataFrame, rows: np.ndarray, labels: LabelMaps) -> tuple[
     )
 
 
+def catalog_index(
+    index_cfg: DictConfig,
+    runtime: CascadeRuntime,
+    pool: pd.DataFrame,
+    manifest: pd.DataFrame,
+    labels: LabelMaps,
+    io: dict[str, Any],
+) -> tuple[PartitionedIndex, int]:
+    """Embed the pool and build its partitioned index (tagged with the embedder's fingerprint);
+    also returns how many pool images were unreadable and skipped."""
+    log.info("embedding %d pool images", len(pool))
+    out = run_inference(runtime, pool, labels, classify=False, **io)
+    item_part, item_prod = _indices(manifest, out.rows, labels)
+    index = PartitionedIndex.build(
+        out.embeddings,
+        item_partition=item_part,
+        item_product=item_prod,
+        n_partitions=len(labels.categories),
+        factory=index_cfg.factory,
+        metric=index_cfg.metric,
+        nprobe=index_cfg.nprobe,
+        ef_search=index_cfg.ef_search,
+        embedder_checksum=runtime.embedder_fingerprint,
+    )
+    return index, out.skipped
+
+
 def query_stream(true_partition: np.ndarray, n_categories: int, alpha: float | None, seed: int) -> np.ndarray:
     """Indices of the query stream: the test photos as they are, or (``alpha`` set) resampled with
     replacement to a category mix drawn from Dirichlet(alpha): a shop whose users photograph other things
@@ -187,25 +214,28 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "draft": data_cfg.draft_decode,
     }
 
-    log.info("embedding %d pool images, classifying + embedding %d queries", len(pool), len(queries))
-    p_out = run_inference(runtime, pool, labels, classify=False, **io)
-    q_out = run_inference(runtime, queries, labels, classify=True, **io)
-    item_part, item_prod = _indices(manifest, p_out.rows, labels)
-    q_part, q_prod = _indices(manifest, q_out.rows, labels)
-    index = PartitionedIndex.build(
-        p_out.embeddings,
-        item_partition=item_part,
-        item_product=item_prod,
-        n_partitions=len(labels.categories),
-        factory=cfg.index.factory,
-        metric=cfg.index.metric,
-        nprobe=cfg.index.nprobe,
-        ef_search=cfg.index.ef_search,
-        embedder_checksum=runtime.embedder_fingerprint,
-    )
     out_dir = Path(cfg.paths.output_dir)
-    if cfg.save_index:
-        index.save(out_dir / "index")
+    index_dir = Path(cfg.index_path) if cfg.index_path else None
+    if index_dir is None and cfg.bundle is not None and (source / "index").is_dir():
+        index_dir = source / "index"  # the bundle ships the catalog's index
+    if index_dir is not None:
+        index = PartitionedIndex.load(
+            index_dir, expected_embedder_checksum=runtime.embedder_fingerprint, expected_dim=runtime.embedding_dim
+        )
+        if index.n_items != len(pool):
+            raise ValueError(
+                f"index at {index_dir} holds {index.n_items} items, protocol {cfg.protocol!r} has "
+                f"{len(pool)} pool images; drop index_path to build the index for this pool"
+            )
+        pool_skipped = 0
+    else:
+        index, pool_skipped = catalog_index(cfg.index, runtime, pool, manifest, labels, io)
+        if cfg.save_index:
+            index.save(out_dir / "index")
+    log.info("classifying + embedding %d queries", len(queries))
+    q_out = run_inference(runtime, queries, labels, classify=True, **io)
+    q_part, q_prod = _indices(manifest, q_out.rows, labels)
+    item_prod = index.item_product
     probs = q_out.probs
     assert probs is not None
     stream = query_stream(q_part, len(labels.categories), cfg.stream.resample_alpha, cfg.stream.seed)
@@ -276,10 +306,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         baseline=cfg.cascade.baseline,
         improvement_metrics=list(cfg.improvement_metrics),
         n_queries=len(q_prod),
-        n_pool=len(item_prod),
+        n_pool=index.n_items,
         n_products=len(set(item_prod.tolist())),
         n_partitions=len(labels.categories),
-        skipped_images=p_out.skipped + q_out.skipped,
+        skipped_images=pool_skipped + q_out.skipped,
         classifier=classifier_metrics(probs, q_part),
         per_category=per_category,
         latency=_latency(
