@@ -110,7 +110,8 @@ class SharedTrunkRuntime(TorchRuntime):
         return probs.cpu().numpy(), torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
 
-def _runner(path: Path, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
+def load_runner(path: Path, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A batch -> output function for an exported file: onnxruntime for .onnx, torch.jit for .ts."""
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
@@ -143,8 +144,8 @@ class BundleRuntime:
         self.categories = list(cls_meta["categories"])
         self.embedding_dim = int(emb_meta["embedding_dim"])
         self.embedder_fingerprint = emb_meta["fingerprint"]
-        self._classify = _runner(bundle_dir / cls_meta["files"][runtime], meta["input_name"])
-        self._embed = _runner(bundle_dir / emb_meta["files"][runtime], meta["input_name"])
+        self._classify = load_runner(bundle_dir / cls_meta["files"][runtime], meta["input_name"])
+        self._embed = load_runner(bundle_dir / emb_meta["files"][runtime], meta["input_name"])
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         return self._classify(np.ascontiguousarray(batch, dtype=np.float32))
