@@ -65,7 +65,9 @@ def main() -> None:
             with torch.inference_mode():
                 return eager[kind](torch.from_numpy(batch)).numpy()
 
-        runners = {"eager": eager_fn} | {fmt: load_runner(bundle / name, meta["input_name"]) for fmt, name in files.items()}
+        runners = {"eager": eager_fn} | {
+            fmt: load_runner(bundle / name, meta["input_name"]) for fmt, name in files.items()
+        }
         for bs in args.batches:
             batch = np.random.default_rng(0).standard_normal((bs, 3, size, size)).astype(np.float32)
             for fmt, fn in runners.items():
