@@ -20,6 +20,7 @@ from torch import nn
 import snapsearch
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.deploy.bundle import BUNDLE_FILE, FORMAT_VERSION, checksums
+from snapsearch.deploy.runtime import load_runner
 from snapsearch.models.artifact import META_FILE, fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
@@ -74,16 +75,6 @@ def _quantize(src: Path, dst: Path) -> None:
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
 
 
-def run_file(path: Path, batch: np.ndarray) -> np.ndarray:
-    """Outputs of an exported file on a batch (onnxruntime for .onnx, torch.jit for .ts)."""
-    if path.suffix == ".onnx":
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(None, {INPUT_NAME: batch})[0]
-    module = torch.jit.load(str(path), map_location="cpu")
-    with torch.inference_mode():
-        return module(torch.from_numpy(batch)).numpy()
-
-
 def _compare(kind: str, reference: np.ndarray, other: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
     report = {"max_abs_diff": float(np.abs(reference - other).max())}
     if kind == "classifier":
@@ -130,7 +121,7 @@ def export_model(
             _export_torchscript(module, example, path)
         else:
             raise ExportError(f"unknown export format {fmt!r}; use onnx or torchscript")
-        result = _compare(kind, reference, run_file(path, batch), labels)
+        result = _compare(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
         log.info("%s %s vs eager: %s", kind, fmt, result)
         agreement = result.get("top1_agreement", result.get("nn_agreement", 1.0))
         if result["max_abs_diff"] > atol or agreement < 1.0:
@@ -144,7 +135,7 @@ def export_model(
         path = folder / f"{kind}{SUFFIX['onnx_int8']}"
         _quantize(folder / files["onnx"], path)
         files["onnx_int8"] = path.name
-        verification["onnx_int8"] = _compare(kind, reference, run_file(path, batch), labels)
+        verification["onnx_int8"] = _compare(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
         log.info("%s onnx int8 vs eager fp32 (reported, not gated): %s", kind, verification["onnx_int8"])
     return {"files": files, "preprocess": preprocess.to_dict(), "output": OUTPUTS[kind], "verification": verification}
 
