@@ -126,3 +126,23 @@ def test_unknown_stage_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "unknown or empty stages ['ranker']" in proc.stderr + proc.stdout
+
+
+def test_augmentation_preview_command(tmp_path: Path) -> None:
+    env = {**os.environ, "SNAPSEARCH_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snapsearch.data.preview",
+            "augment=user_photo",
+            "n_images=2",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT_S,
+    )
+    assert list((tmp_path / "logs").rglob("augment_preview.png"))
