@@ -1,7 +1,7 @@
 """The train task: one run directory, the cascade's models trained stage by stage into it.
 
 Run directory layout (what evaluate.py and export.py read):
-    config.yaml          resolved config of the run
+    config.yaml          resolved config of the latest invocation (each stage folder keeps its own)
     labels.json          partitions, products and their categories (from the data, never typed)
     augment_preview.png  what the training pipeline feeds the model
     classifier/          best.ckpt, last.ckpt, model.pt + model.json (weights, label map, temperature,
@@ -219,6 +219,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     metrics: dict[str, float] = {}
     for stage in cfg.stages:
+        # the stage keeps the config that trained it; the top-level copy is the latest invocation's
+        atomic_write_text(run_dir / stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         metrics.update(STAGES[stage](cfg, dm, run_dir, loggers))
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     log.info("run directory: %s", run_dir)
