@@ -9,12 +9,22 @@ from omegaconf import OmegaConf
 _DIRECTIONS = {"max": "maximize", "min": "minimize"}
 
 
+def evaluations_dir(run_dir: str | None, bundle: str | None) -> str:
+    """Where evaluate.py reports go: inside the evaluated run directory, or beside a bundle (never inside
+    it: a bundle's files are checksummed and must stay as exported)."""
+    if run_dir is not None:
+        return f"{run_dir}/evaluations"
+    if bundle is not None:
+        return f"{str(bundle).rstrip('/')}-evaluations"
+    raise ValueError("pass run_dir=<train run directory> or bundle=<export bundle>")
+
+
 def register_resolvers() -> None:
-    """``${pid:}`` keeps run folders unique under parallel jobs; ``${coalesce:a,b}`` is the first non-null
-    value; ``${optuna_direction:max}`` maps the single ``monitor.mode`` onto the Optuna sweeper's vocabulary."""
+    """``${pid:}`` keeps run folders unique under parallel jobs; ``${evaluations_dir:run,bundle}`` places
+    evaluation reports; ``${optuna_direction:max}`` maps ``monitor.mode`` onto the Optuna sweeper's words."""
     if not OmegaConf.has_resolver("pid"):
         OmegaConf.register_new_resolver("pid", lambda: os.getpid())
-    if not OmegaConf.has_resolver("coalesce"):
-        OmegaConf.register_new_resolver("coalesce", lambda *values: next((v for v in values if v is not None), None))
+    if not OmegaConf.has_resolver("evaluations_dir"):
+        OmegaConf.register_new_resolver("evaluations_dir", evaluations_dir)
     if not OmegaConf.has_resolver("optuna_direction"):
         OmegaConf.register_new_resolver("optuna_direction", lambda mode: _DIRECTIONS[mode])
