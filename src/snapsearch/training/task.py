@@ -89,6 +89,7 @@ def _make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, loggers: list[Lo
     callbacks = instantiate_callbacks(
         cfg.get("callbacks"),
         model_checkpoint={"dirpath": str(stage_dir), **monitor},
+        last_checkpoint={"dirpath": str(stage_dir)},
         early_stopping=monitor,
     )
     epochs = cfg.model[stage].get("max_epochs")
@@ -97,7 +98,8 @@ def _make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, loggers: list[Lo
 
 
 def _checkpointer(trainer: pl.Trainer) -> ModelCheckpoint | None:
-    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    """The checkpoint callback that tracks the monitored best (not the every-epoch ``last`` one)."""
+    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
 
 
 def _restore_best(cfg: DictConfig, stage: str, trainer: pl.Trainer, system: pl.LightningModule) -> dict[str, float]:
