@@ -121,6 +121,7 @@ def catalog_index(
         nprobe=index_cfg.nprobe,
         ef_search=index_cfg.ef_search,
         embedder_checksum=runtime.embedder_fingerprint,
+        metadata={"image_id": manifest.loc[out.rows, "image_id"].to_numpy().astype(str)},
     )
     return index, out.skipped
 
