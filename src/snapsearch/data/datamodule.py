@@ -117,6 +117,3 @@ class SnapDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("test"), self.cfg.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
