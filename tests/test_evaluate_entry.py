@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from snapsearch.deploy.runtime import SharedTrunkRuntime
 
 from .conftest import run_entry
 
@@ -53,7 +56,11 @@ def test_evaluate_shared_trunk(smoke_run: Path, tmp_path: Path) -> None:
     """One trunk for both stages: the classifier's pooled features serve as the embedding."""
     report = _evaluate(smoke_run, tmp_path, "embedder=shared", "cascade=top1")
     assert report["runtime"] == "torch-shared"
-    assert report["latency"]["stages"]["classify"]["p50_ms"] < report["latency"]["stages"]["embed"]["p50_ms"]
+    runtime = SharedTrunkRuntime.from_run_dir(smoke_run)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    probs, emb = runtime.classify_and_embed(x)  # one pass gives what the two separate calls give
+    np.testing.assert_allclose(probs, runtime.classify(x), atol=1e-5)
+    np.testing.assert_allclose(emb, runtime.embed(x), atol=1e-5)
 
 
 def test_evaluate_prior_correction_on_resampled_stream(smoke_run: Path, tmp_path: Path) -> None:
