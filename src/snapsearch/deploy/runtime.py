@@ -101,12 +101,20 @@ class SharedTrunkRuntime(TorchRuntime):
         classifier, preprocess = CategoryClassifier.load(Path(run_dir) / "classifier")
         return cls(classifier, preprocess, device)
 
+    def _pooled(self, batch: np.ndarray) -> torch.Tensor:
+        net = self.classifier.net
+        return net.forward_head(net.forward_features(torch.from_numpy(batch).to(self.device)), pre_logits=True)
+
+    @torch.inference_mode()
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """The trunk's pooled features (exactly what the classifier head sees), L2-normalised."""
+        return torch.nn.functional.normalize(self._pooled(batch), dim=-1).cpu().numpy()
+
     @torch.inference_mode()
     def classify_and_embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and embeddings from one forward pass of the shared trunk."""
-        net = self.classifier.net
-        pooled = net.forward_head(net.forward_features(torch.from_numpy(batch).to(self.device)), pre_logits=True)
-        probs = torch.softmax(net.get_classifier()(pooled) / self.classifier.temperature, dim=-1)
+        pooled = self._pooled(batch)
+        probs = torch.softmax(self.classifier.net.get_classifier()(pooled) / self.classifier.temperature, dim=-1)
         return probs.cpu().numpy(), torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
 
