@@ -11,7 +11,7 @@ import torch
 from hydra.utils import get_class, instantiate
 
 from snapsearch.models.embedder import ProductEmbedder
-from snapsearch.retrieval.metrics import retrieval_metrics
+from snapsearch.retrieval.metrics import DEFAULT_KS, retrieval_metrics
 from snapsearch.training.base import SnapSystem
 from snapsearch.training.optim import configure_optimization
 
@@ -41,7 +41,7 @@ class EmbedderSystem(SnapSystem):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
         channels_last: bool,
-        retrieval_ks: tuple[int, ...] = (1, 5, 10),
+        retrieval_ks: tuple[int, ...] = DEFAULT_KS,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
