@@ -85,7 +85,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = _config(args.data, args.model, args.override)
-    dm = SnapDataModule(cfg.data, cfg.augment)
+    dm = SnapDataModule(cfg.data, cfg.augment, cfg.seed)
     system = _system(cfg, dm.labels.categories)
     dm.attach_preprocess(system.preprocess)
     first = next(iter(dm.train_dataloader()))

@@ -10,8 +10,9 @@ matches; ``order: []`` is therefore exactly the evaluation transform (``conf/aug
 Randomness comes from albumentations' per-transform generators (``self.random_generator`` and
 ``self.py_random`` in albumentations 2.x), which ``A.Compose(seed=...)`` sets for every step. When no
 seed is given, the builders draw one from Python's global ``random``, so ``random.seed`` /
-``pytorch_lightning.seed_everything`` make a run reproducible; DataLoader workers must re-seed their copy
-of the pipeline (:func:`augment_worker_init_fn`), or every worker would replay the same augmentations.
+``pytorch_lightning.seed_everything`` make a run reproducible. Training goes further: each sample's draw
+carries its own seed (:mod:`snapsearch.data.draws`), set on the pipeline before that sample is augmented,
+so augmentations do not depend on workers and replay exactly when a run resumes.
 """
 
 from __future__ import annotations
@@ -439,25 +440,3 @@ def build_train_transform(
     """Augmentations followed by the contract's normalisation: uint8 HWC in, float CHW tensor out."""
     steps = _augment_steps(augment_cfg, contract.input_size, contract.resize_and_crop())
     return A.Compose([*steps, *contract.to_tensor()], seed=_resolve_seed(seed))
-
-
-def augment_worker_init_fn(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: give each worker's copy of the pipeline its own seed.
-
-    Workers receive a pickled copy of the dataset, generators included, so without this every worker
-    would produce the same augmentations. Uses the worker's torch seed (distinct per worker, and per
-    epoch unless workers persist; reproducible under ``seed_everything``). Chain it after Lightning's
-    own worker init function when both are needed.
-    """
-    import torch.utils.data
-
-    info = torch.utils.data.get_worker_info()
-    if info is None:
-        return
-    dataset: Any = info.dataset
-    while dataset is not None:  # unwrap Subset-like wrappers
-        transform = getattr(dataset, "transform", None)
-        if isinstance(transform, A.BaseCompose):
-            transform.set_random_seed(info.seed % (1 << _SEED_BITS))
-            return
-        dataset = getattr(dataset, "dataset", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -9,27 +10,32 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
-from snapsearch.data.augment import augment_worker_init_fn, build_train_transform
+from snapsearch.data.augment import build_train_transform
 from snapsearch.data.dataset import LabelMaps, ManifestDataset, collate_skipping_bad
-from snapsearch.data.manifest import ManifestError
+from snapsearch.data.draws import SeededDraws
+from snapsearch.data.manifest import ManifestError, category_at
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
+
+log = logging.getLogger(__name__)
 
 
 class SnapDataModule(pl.LightningDataModule):
     """Splits (DESIGN.md §3): train = ``split == train`` photos plus catalog images (``train_domains``);
     val / test = the query photos of those splits; ``catalog`` = every catalog image (the search pool)."""
 
-    def __init__(self, data_cfg: DictConfig, augment_cfg: DictConfig) -> None:
+    def __init__(self, data_cfg: DictConfig, augment_cfg: DictConfig, seed: int) -> None:
         super().__init__()
         self.cfg = data_cfg
+        self.seed = seed
         self.augment_cfg = augment_cfg
         self.manifest = load_manifest(data_cfg)
         self.labels = LabelMaps.from_manifest(self.manifest, data_cfg.partition_depth)
         self.preprocess: Preprocess | None = None
         self._check_splits()
+        self._report_gaps()
 
     def _check_splits(self) -> None:
         df = self.manifest
@@ -40,6 +46,27 @@ class SnapDataModule(pl.LightningDataModule):
             raise ManifestError(
                 f"only one partition at depth {self.cfg.partition_depth} ({self.labels.categories}); "
                 "a category classifier needs at least two; raise data.partition_depth"
+            )
+
+    def _report_gaps(self) -> None:
+        """Warn, with counts, about data the training can run with but the cascade will do badly on."""
+        df = self.manifest
+        cats = category_at(df["category"], self.cfg.partition_depth)
+        train_photos = (df["domain"] == "query") & (df["split"] == "train")
+        unlearned = sorted(set(cats) - set(cats[train_photos]))
+        if unlearned:
+            log.warning(
+                "%d categories have no training photos, so the classifier never learns to route to them: %s",
+                len(unlearned),
+                unlearned[:10],
+            )
+        no_catalog = sorted(set(df["product_id"]) - set(df.loc[df["domain"] == "catalog", "product_id"]))
+        if no_catalog:
+            log.warning(
+                "%d products have no catalog image: they cannot be found in the photo -> catalog protocol "
+                "(evaluation drops their queries), e.g. %s",
+                len(no_catalog),
+                no_catalog[:5],
             )
 
     def attach_preprocess(self, preprocess: Preprocess) -> None:
@@ -75,23 +102,23 @@ class SnapDataModule(pl.LightningDataModule):
             draft_size=self.preprocess.resize_size if self.cfg.draft_decode else None,
         )
 
-    def _loader(self, dataset: Dataset, batch_size: int, *, shuffle: bool = False, sampler: Any = None) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, *, sampler: Any = None) -> DataLoader:
+        """Training loaders pass a sampler: it is wrapped in :class:`SeededDraws` so the epoch's order and
+        every sample's augmentations follow from (seed, epoch, position) and replay exactly on resume."""
         workers = int(self.cfg.num_workers)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
+            sampler=None if sampler is None else SeededDraws(sampler, self.seed),
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=collate_skipping_bad,
-            worker_init_fn=augment_worker_init_fn,
         )
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset("train", train_transform=True)
         if not self.cfg.balanced_sampling:
-            return self._loader(ds, self.cfg.batch_size, shuffle=True)
+            return self._loader(ds, self.cfg.batch_size, sampler=RandomSampler(ds))
         counts = np.bincount(ds.targets, minlength=len(self.labels.categories))
         weights = torch.as_tensor(1.0 / counts[ds.targets], dtype=torch.double)
         return self._loader(ds, self.cfg.batch_size, sampler=WeightedRandomSampler(weights, len(ds)))

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from snapsearch.data.draws import split_draw
 from snapsearch.data.image_io import ImageReadError, read_rgb
 from snapsearch.data.manifest import category_at
 from snapsearch.utils.atomic import atomic_write_text
@@ -75,7 +76,12 @@ class ManifestDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> dict[str, Any] | None:
+    def __getitem__(self, draw: int | tuple[int, int]) -> dict[str, Any] | None:
+        """``draw`` is an index, or ``(index, seed)`` from :class:`~snapsearch.data.draws.SeededDraws`:
+        then the augmentations of this one sample are seeded, so they replay exactly after a resume."""
+        i, seed = split_draw(draw)
+        if seed is not None:
+            self.transform.set_random_seed(seed)
         try:
             image = read_rgb(self.paths[i], max_pixels=self.max_pixels, draft_size=self.draft_size)
         except ImageReadError as err:

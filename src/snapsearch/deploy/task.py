@@ -15,6 +15,7 @@ from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
 from snapsearch.deploy.export import export_bundle
 from snapsearch.models.artifact import META_FILE
+from snapsearch.utils.atomic import ensure_writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def _catalog_index(
 
 def run_export(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir).resolve()
+    ensure_writable_dir(Path(cfg.output).resolve().parent, "bundle's parent folder")
     for stage in ("classifier", "embedder"):
         if not (run_dir / stage / META_FILE).is_file():
             raise FileNotFoundError(f"{run_dir / stage} has no trained {stage}; train it with stages=[{stage}]")

@@ -72,6 +72,9 @@ def build_runtime(cfg: DictConfig, source: Path) -> CascadeRuntime:
     return TorchRuntime.from_run_dir(source, device=cfg.device)
 
 
+FRAME_NAMES = ("test queries", "pool images", "calibration photos")
+
+
 def _frames(manifest: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(queries, pool, calibration photos) of a protocol (DESIGN.md §3)."""
     if protocol not in PROTOCOLS:
@@ -85,6 +88,38 @@ def _frames(manifest: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.Dat
         manifest[pool],
         manifest[query & (manifest["split"] == "val")],
     )
+
+
+def _known(frame: pd.DataFrame, labels: LabelMaps, what: str) -> pd.DataFrame:
+    """Rows whose category and product the trained models know; the rest are dropped, counted and logged
+    (a manifest evaluated against a run trained on another one)."""
+    known = category_at(frame["category"], labels.partition_depth).isin(labels.categories) & frame["product_id"].isin(
+        labels.products
+    )
+    if not known.all():
+        log.warning(
+            "dropping %d of %d %s: category or product unknown to the trained models (e.g. %s)",
+            int((~known).sum()),
+            len(frame),
+            what,
+            frame.loc[~known, "path"].iloc[0],
+        )
+    return frame[known]
+
+
+def answerable(manifest: pd.DataFrame, protocol: str, labels: LabelMaps) -> tuple[pd.DataFrame, ...]:
+    """(queries, pool, calibration photos) restricted to what can be scored: known labels, and queries
+    whose product has an image in the pool (a product without one can never be found: counted, logged)."""
+    queries, pool, calib = (_known(f, labels, w) for f, w in zip(_frames(manifest, protocol), FRAME_NAMES, strict=True))
+    in_pool = queries["product_id"].isin(pool["product_id"])
+    if not in_pool.all():
+        log.warning(
+            "dropping %d of %d test queries: their product has no image in the search pool (e.g. %s)",
+            int((~in_pool).sum()),
+            len(queries),
+            queries.loc[~in_pool, "path"].iloc[0],
+        )
+    return queries[in_pool], pool, calib
 
 
 def _indices(frame: pd.DataFrame, rows: np.ndarray, labels: LabelMaps) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +241,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data_cfg = cfg.data if cfg.data is not None else train_cfg.data
     labels = LabelMaps.load(source / "labels.json")
     manifest = load_manifest(data_cfg)
-    queries, pool, calib = _frames(manifest, cfg.protocol)
+    queries, pool, calib = answerable(manifest, cfg.protocol, labels)
+    if queries.empty:
+        raise ValueError(f"no test query of the manifest can be scored under protocol={cfg.protocol}; see the log")
     runtime = build_runtime(cfg, source)
     io = {
         "batch_size": cfg.batch_size,

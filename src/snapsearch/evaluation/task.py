@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.evaluation.pipeline import evaluate
 from snapsearch.evaluation.report import STRATEGY_COLUMNS
+from snapsearch.utils.atomic import ensure_writable_dir
 
 
 def _log_wandb(cfg: DictConfig, results: dict[str, Any], out_dir: Path) -> None:
@@ -50,6 +51,7 @@ def _log_wandb(cfg: DictConfig, results: dict[str, Any], out_dir: Path) -> None:
 
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
+    ensure_writable_dir(Path(cfg.paths.output_dir), "evaluation output folder")
     results = evaluate(cfg)
     _log_wandb(cfg, results, Path(cfg.paths.output_dir))
     return results

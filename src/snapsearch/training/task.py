@@ -24,8 +24,9 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from snapsearch.data.augment import build_augment
 from snapsearch.data.datamodule import SnapDataModule
@@ -33,7 +34,7 @@ from snapsearch.data.preview import make_preview_grid, save_grid_png
 from snapsearch.models.calibration import fit_temperature
 from snapsearch.training.classifier_system import ClassifierSystem
 from snapsearch.training.embedder_system import EmbedderSystem
-from snapsearch.utils.atomic import atomic_save, atomic_write_text
+from snapsearch.utils.atomic import atomic_save, atomic_write_text, ensure_writable_dir
 from snapsearch.utils.run import instantiate_callbacks, instantiate_loggers, print_config_tree
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ def _make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, loggers: list[Lo
         last_checkpoint={"dirpath": str(stage_dir)},
         early_stopping=monitor,
     )
+    if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
+        log.info("logger=none: the learning-rate monitor has nothing to log to and is left out")
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     epochs = cfg.model[stage].get("max_epochs")
     overrides = {"max_epochs": epochs} if epochs is not None else {}
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
@@ -147,7 +151,7 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     dm.attach_preprocess(system.preprocess)
     _augment_preview(cfg, dm, run_dir, loggers)
     trainer = _make_trainer(cfg, "classifier", stage_dir, loggers)
-    trainer.fit(system, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir))
+    trainer.fit(system, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir), weights_only=True)
     metrics = _restore_best(cfg, "classifier", trainer, system)
     if cfg.calibrate:
         outputs = trainer.predict(system, dataloaders=dm.val_dataloader())
@@ -186,6 +190,7 @@ def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: 
         train_dataloaders=dm.embedder_train_dataloader(emb_cfg["m_per_class"], emb_cfg["catalog_oversample"]),
         val_dataloaders=[dm.val_dataloader(), dm.catalog_dataloader()],
         ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir),
+        weights_only=True,
     )
     metrics = _restore_best(cfg, "embedder", trainer, system)
     system.model.save(
@@ -200,21 +205,29 @@ STAGES: dict[str, Callable[[DictConfig, SnapDataModule, Path, list[Logger]], dic
 }
 
 
-def check_stages(stages: list[str]) -> None:
+def check_config(cfg: DictConfig) -> None:
+    """Refuse config combinations that would fail later, deep inside a library, with the fix in the message."""
+    stages = list(cfg.stages)
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise ValueError(f"unknown or empty stages {unknown or stages}; choose from {list(STAGES)}")
+    if "embedder" in stages and cfg.model.embedder.m_per_class > cfg.data.batch_size:
+        raise ValueError(
+            f"model.embedder.m_per_class={cfg.model.embedder.m_per_class} exceeds data.batch_size="
+            f"{cfg.data.batch_size}: a batch must hold at least one product's m_per_class samples"
+        )
+    if cfg.ckpt_path == "last" and not cfg.run_dir:
+        raise ValueError("ckpt_path=last resumes a run directory: also pass run_dir=<the run to resume>")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train every requested stage into one self-describing run directory; return the metrics."""
-    check_stages(list(cfg.stages))
-    run_dir = Path(cfg.run_dir or cfg.paths.output_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_config(cfg)
+    run_dir = ensure_writable_dir(Path(cfg.run_dir or cfg.paths.output_dir).resolve(), "run directory")
     print_config_tree(cfg, save_to=run_dir / "config_tree.log")
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
-    dm = SnapDataModule(cfg.data, cfg.augment)
+    dm = SnapDataModule(cfg.data, cfg.augment, cfg.seed)
     dm.labels.save(run_dir / "labels.json")
     loggers = instantiate_loggers(cfg.get("logger"))
     for lg in loggers:
@@ -223,7 +236,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for stage in cfg.stages:
         # the stage keeps the config that trained it; the top-level copy is the latest invocation's
         atomic_write_text(run_dir / stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        metrics.update(STAGES[stage](cfg, dm, run_dir, loggers))
+        try:
+            metrics.update(STAGES[stage](cfg, dm, run_dir, loggers))
+        except SIGTERMException as err:  # Lightning stops at the end of the batch; say how to go on
+            raise SystemExit(
+                f"terminated by SIGTERM while training the {stage}; the last checkpoint is {run_dir / stage}/"
+                f"last.ckpt: resume with the same command plus run_dir={run_dir} ckpt_path=last"
+            ) from err
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     log.info("run directory: %s", run_dir)
     return metrics

@@ -13,6 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it is renamed onto ``path``."""
@@ -21,6 +27,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; published files get the usual mode
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -36,6 +43,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         if path.exists():
@@ -59,3 +67,20 @@ def atomic_save(path: str | Path, writer: Callable[[Path], None]) -> None:
     """Run ``writer(tmp_path)`` and publish the result under ``path`` only if it succeeded."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def ensure_writable_dir(path: str | Path, what: str) -> Path:
+    """Create ``path`` and prove a file can be written there before any work starts, so a read-only or
+    full output folder fails in the first second with its name, not after an hour of training."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as probe:
+            probe.write(b"snapsearch write probe")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        raise OSError(
+            err.errno, f"the {what} {path} is not writable ({err.strerror or err}); choose a writable folder"
+        ) from err
+    return path
