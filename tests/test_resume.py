@@ -41,9 +41,7 @@ def _train_subprocess(tmp: Path, *overrides: str, fsize_limit: int | None = None
 
     env = {**os.environ, "SNAPSEARCH_CACHE_DIR": str(tmp.parent / "cache")}
     cmd = [sys.executable, str(ROOT / "train.py"), f"paths.log_dir={tmp / 'logs'}", *overrides]
-    return subprocess.run(
-        cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, preexec_fn=limit
-    )
+    return subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, preexec_fn=limit)
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
