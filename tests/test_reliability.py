@@ -28,7 +28,8 @@ from snapsearch.data.sources.synthetic import make_synthetic_shop
 from snapsearch.evaluation.pipeline import answerable
 from snapsearch.training.task import check_config
 from snapsearch.utils.atomic import atomic_save, atomic_write_text, ensure_writable_dir
-from tests.conftest import CONF_DIR
+
+from .conftest import CONF_DIR
 
 
 def _compose(*overrides: str):

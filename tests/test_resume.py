@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, TIMEOUT_S, run_train
+from .conftest import ROOT, TIMEOUT_S, run_train
 
 COMMON = (
     "experiment=smoke",

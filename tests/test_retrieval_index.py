@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import faiss
@@ -12,13 +13,14 @@ import numpy as np
 import pytest
 
 from snapsearch.retrieval import IndexFormatError, IndexMismatchError, PartitionedIndex
-from snapsearch.retrieval.faiss_factory import apply_search_params
+from snapsearch.retrieval.faiss_factory import apply_search_params, build_index, l2_normalize, train_index
 
 DIM = 16
 BIG = 120  # items in each of the three large partitions
 SMALL = 6  # items in the small partition (too few to train IVF / PQ)
 N_PARTITIONS = 5  # partition 4 stays empty
 CHECKSUM = "a" * 64
+Chunks = Callable[[], Iterator[np.ndarray]]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -200,3 +202,141 @@ def test_nlist_placeholder_sizes_each_index() -> None:
     assert sized_factory("IVF{nlist},PQ8np", 200) == "IVF5,PQ8np"  # >= 39 training points per list
     assert sized_factory("IVF{nlist},Flat", 10) == "IVF1,Flat"
     assert sized_factory("HNSW32", 10) == "HNSW32"
+
+
+# ---------------------------------------------------------------------------- streaming builds
+STREAM_SIZES = [900, 600, 380, 100, 20]  # uneven partitions; 20 items still train IVF1
+STREAM_CHUNKS = [1, 0, 333, 700, 500, 466]  # uneven, one empty: 2000 rows
+
+
+@pytest.fixture(scope="module")
+def stream_pool() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2000 clustered embeddings (product clusters inside category clusters), partitions interleaved."""
+    rng = np.random.default_rng(3)
+    centers = 2.0 * rng.standard_normal((len(STREAM_SIZES), DIM))
+    parts = rng.permutation(np.repeat(np.arange(len(STREAM_SIZES)), STREAM_SIZES))
+    product_of = rng.integers(0, 40, len(parts))
+    product_centers = centers[:, None] + rng.standard_normal((len(STREAM_SIZES), 40, DIM))
+    x = product_centers[parts, product_of] + 0.3 * rng.standard_normal((len(parts), DIM))
+    return x.astype(np.float32), parts, parts * 40 + product_of
+
+
+def _chunked(x: np.ndarray, sizes: list[int] = STREAM_CHUNKS) -> tuple[list[int], Chunks]:
+    """A chunks() callable over ``x`` split into ``sizes`` rows, and the list counting its calls."""
+    calls: list[int] = []
+    bounds = np.cumsum([0, *sizes])
+
+    def chunks() -> Iterator[np.ndarray]:
+        calls.append(1)
+        return (x[a:b] for a, b in itertools.pairwise(bounds))
+
+    return calls, chunks
+
+
+def _stream(pool: tuple[np.ndarray, np.ndarray, np.ndarray], chunks: Chunks, **kwargs: object) -> PartitionedIndex:
+    _, parts, products = pool
+    return PartitionedIndex.build_streaming(chunks, parts, products, n_partitions=6, **kwargs)  # type: ignore[arg-type]
+
+
+def _all_hits(index: PartitionedIndex, queries: np.ndarray) -> list:
+    routes = [[int(i) % 5, (int(i) + 2) % 6] for i in range(len(queries))]
+    return [*index.search_global(queries, 10), *index.search_partitions(queries, routes, 10)]
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF{nlist},Flat"])
+def test_streaming_equals_in_memory_build(stream_pool, factory: str) -> None:
+    x, parts, products = stream_pool
+    queries = x[::40] + 0.05
+    calls, chunks = _chunked(x)
+    streamed = _stream(stream_pool, chunks, factory=factory, nprobe=3)
+    whole = PartitionedIndex.build(x, parts, products, n_partitions=6, factory=factory, nprobe=3)
+    assert len(calls) == (1 if factory == "Flat" else 2)
+    for a, b in zip(_all_hits(streamed, queries), _all_hits(whole, queries), strict=True):
+        np.testing.assert_array_equal(a.item_ids, b.item_ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
+    assert streamed.describe() == whole.describe()
+    # ...and both equal a single faiss index trained and filled on the whole array (the pre-streaming build).
+    alone = build_index(l2_normalize(x), factory, "ip").index
+    apply_search_params(alone, 3, None)
+    scores, ids = alone.search(l2_normalize(queries), 10)
+    for hits, i, s in zip(whole.search_global(queries, 10), ids, scores, strict=True):
+        assert hits.item_ids.tolist() == i.tolist()
+        np.testing.assert_allclose(hits.scores, s, rtol=1e-6)
+
+
+def test_streaming_small_train_sample_still_finds_everything(stream_pool, monkeypatch) -> None:
+    x, parts, _ = stream_pool
+    trained: dict[int, np.ndarray] = {}
+
+    def spy(sample: np.ndarray, factory: str, metric: str, n_total: int | None = None):
+        trained[int(n_total)] = sample  # type: ignore[arg-type]  # sub-index sizes are distinct here
+        return train_index(sample, factory, metric, n_total)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("snapsearch.retrieval.index.train_index", spy)
+    calls, chunks = _chunked(x)
+    index = _stream(stream_pool, chunks, factory="IVF{nlist},Flat", nprobe=64, train_sample=200)
+    assert len(calls) == 2 and not index.fallbacks
+    assert sorted(trained) == sorted([len(x), *STREAM_SIZES])  # the global index and every partition
+
+    # Each sub-index trained on <= 200 of its own members, drawn in pool order, but sized by its full count.
+    unit = l2_normalize(x)
+    row_of = {row.tobytes(): i for i, row in enumerate(unit)}
+    for n_total, sample in trained.items():
+        rows = np.array([row_of[r.tobytes()] for r in sample])
+        assert len(rows) == min(n_total, 200) and np.all(np.diff(rows) > 0)
+        if n_total < len(x):
+            assert np.all(parts[rows] == parts[rows[0]]) and np.sum(parts == parts[rows[0]]) == n_total
+    assert faiss.extract_index_ivf(index._global).nlist == 51  # sized for 2000 vectors; 200 would give 5
+    assert index._global.ntotal == len(x)
+    assert [index._partitions[p].ntotal for p in range(5)] == STREAM_SIZES
+
+    # nprobe covers every list: search must find the exact neighbours, through the local -> pool id maps.
+    queries = x[::20] + 0.05
+    sims = _cosine(queries, x)
+    routes = [[int(parts[i])] for i in range(0, len(x), 20)]
+    recalls = []
+    for q, (g, r) in enumerate(
+        zip(index.search_global(queries, 10), index.search_partitions(queries, routes, 10), strict=True)
+    ):
+        allowed = np.flatnonzero(parts == routes[q][0])
+        exact_g = np.argsort(-sims[q])[:10]
+        exact_r = allowed[np.argsort(-sims[q, allowed])][:10]
+        recalls += [len(set(g.item_ids) & set(exact_g)) / 10, len(set(r.item_ids) & set(exact_r)) / 10]
+    assert np.mean(recalls) >= 0.99
+
+
+def test_streaming_sample_depends_on_seed_only(stream_pool) -> None:
+    x = stream_pool[0]
+    queries = x[::40] + 0.05
+    kw = {"factory": "IVF{nlist},Flat", "nprobe": 2, "train_sample": 300}
+    a, b, c = (_stream(stream_pool, _chunked(x)[1], seed=s, **kw) for s in (0, 0, 1))
+    ids = [[h.item_ids.tolist() for h in _all_hits(ix, queries)] for ix in (a, b, c)]
+    assert ids[0] == ids[1]
+    centroids = [faiss.extract_index_ivf(ix._global).quantizer.reconstruct_n(0, 51) for ix in (a, c)]
+    assert not np.array_equal(*centroids)  # another seed draws another training sample
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "IVF{nlist},Flat"])
+def test_streaming_reads_chunks_once_unless_training(stream_pool, factory: str) -> None:
+    calls, chunks = _chunked(stream_pool[0])
+    index = _stream(stream_pool, chunks, factory=factory)
+    assert len(calls) == (2 if factory.startswith("IVF") else 1)
+    assert index.n_items == index._global.ntotal == len(stream_pool[0])
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF{nlist},Flat"])
+def test_streaming_rejects_wrong_row_counts_and_bad_chunks(stream_pool, factory: str) -> None:
+    x = stream_pool[0]
+    with pytest.raises(ValueError, match=r"hold 1534 rows, but item_partition has 2000 items"):
+        _stream(stream_pool, _chunked(x, STREAM_CHUNKS[:-1])[1], factory=factory)
+    more = np.concatenate([x, x[:10]])
+    with pytest.raises(ValueError, match=r"at least 2010 rows, but item_partition has 2000 items"):
+        _stream(stream_pool, _chunked(more, [*STREAM_CHUNKS, 10])[1], factory=factory)
+    bad = x.copy()
+    bad[1500, 3] = np.nan
+    with pytest.raises(ValueError, match=r"chunk 4 \(pool rows 1034..1533\) contains NaN"):
+        _stream(stream_pool, _chunked(bad)[1], factory=factory)
+    with pytest.raises(ValueError, match=r"chunk 1 has shape \(3, 8\)"):
+        _stream(stream_pool, lambda: [x[:5], x[5:8, :8], x[8:]], factory=factory)
+    with pytest.raises(ValueError, match="one entry per embedding"):
+        PartitionedIndex.build_streaming(_chunked(x)[1], stream_pool[1], stream_pool[2][:-1])

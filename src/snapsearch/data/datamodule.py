@@ -109,7 +109,7 @@ class SnapDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            sampler=None if sampler is None else SeededDraws(sampler, self.seed),
+            sampler=None if sampler is None else SeededDraws(sampler, self.seed, block=batch_size),
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=collate_skipping_bad,

@@ -10,8 +10,10 @@ augmentation pipeline), so instead of saving and restoring RNG states we make th
   augmentation pipeline before transforming that one sample: independent of workers, their number and
   whether they persist.
 
-Lightning calls :meth:`SeededDraws.set_epoch` before each epoch (also under DDP, where it wraps this
-sampler in a distributed one), so resuming from a checkpoint at any epoch boundary replays the same epochs.
+Lightning calls :meth:`SeededDraws.set_epoch` before each epoch, so resuming from a checkpoint at any
+epoch boundary replays the same epochs. Under DDP it is its own distributed sampler: every rank draws the
+same epoch and takes every world_size-th block of ``block`` draws (a block is a batch, so M-per-product
+batches stay whole); Lightning leaves a ``DistributedSampler`` as it is instead of wrapping it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, Sampler
 
 _SEED_BITS = 32
 
@@ -32,25 +35,36 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
-class SeededDraws(Sampler[tuple[int, int]]):
+class SeededDraws(DistributedSampler):
     """Wrap any sampler so an epoch yields ``(index, augmentation_seed)`` pairs reproducibly.
 
     The inner sampler may draw from the global torch, NumPy or Python streams (``RandomSampler``,
     ``WeightedRandomSampler`` and pytorch-metric-learning's ``MPerClassSampler`` do): its epoch is drawn
-    inside a fork of all three, seeded from ``(seed, epoch)``.
+    inside a fork of all three, seeded from ``(seed, epoch)``. ``num_replicas`` / ``rank`` default to the
+    initialised process group (1 / 0 without one).
     """
 
-    def __init__(self, inner: Sampler[int], seed: int) -> None:
+    def __init__(
+        self,
+        inner: Sampler[int],
+        seed: int,
+        block: int = 1,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        assert isinstance(inner, Sized)
+        distributed = dist.is_available() and dist.is_initialized()
+        world = num_replicas if num_replicas is not None else (dist.get_world_size() if distributed else 1)
+        rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
+        super().__init__(inner, num_replicas=world, rank=rank, shuffle=False, seed=int(seed))  # type: ignore[arg-type]
         self.inner = inner
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        assert isinstance(self.inner, Sized)
-        return len(self.inner)
+        self.block = max(1, int(block))
+        if world > 1:  # every rank gets the same number of whole blocks; the epoch's first draws pad
+            stride = self.block * world
+            self.total_size = -(-len(inner) // stride) * stride
+            self.num_samples = self.total_size // world
+        else:
+            self.total_size = self.num_samples = len(inner)
 
     def _epoch_order(self) -> list[int]:
         epoch_seed = derive_seed(self.seed, self.epoch)
@@ -66,8 +80,12 @@ class SeededDraws(Sampler[tuple[int, int]]):
             np.random.set_state(np_state)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for position, index in enumerate(self._epoch_order()):
-            yield index, derive_seed(self.seed, self.epoch, position)
+        order = self._epoch_order()
+        positions = np.arange(self.total_size) % max(1, len(order))
+        if self.num_replicas > 1:
+            positions = positions.reshape(-1, self.block)[self.rank :: self.num_replicas].ravel()
+        for position in positions.tolist():
+            yield order[position], derive_seed(self.seed, self.epoch, position)
 
 
 def split_draw(draw: Any) -> tuple[int, int | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from snapsearch.catalog.shards import ShardMismatchError, ids_digest, iter_shards, read_plan, read_shard
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.image_io import read_rgb
 from snapsearch.data.manifest import category_at
+from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
 from snapsearch.deploy.runtime import BundleRuntime, CascadeRuntime, SharedTrunkRuntime, TorchRuntime
 from snapsearch.evaluation.classifier_metrics import classifier_metrics
@@ -54,6 +57,16 @@ def resolve_source(cfg: DictConfig) -> tuple[Path, DictConfig]:
     return source, OmegaConf.load(config)
 
 
+def select_embedder(cfg: DictConfig, run_dir: Path) -> tuple[ProductEmbedder, Preprocess]:
+    """The eager embedder ``embedder=`` names: the run's fine-tuned one, or the generic ImageNet trunk."""
+    if cfg.embedder == "generic":
+        g = cfg.generic_embedder
+        return ProductEmbedder.build(OmegaConf.to_container(g.backbone), g.embedding_dim, g.gem_p)
+    if cfg.embedder != "trained":
+        raise ValueError(f"embedder={cfg.embedder!r}: use trained (the run's embedder), generic or shared")
+    return ProductEmbedder.load(run_dir / "embedder")
+
+
 def build_runtime(cfg: DictConfig, source: Path) -> CascadeRuntime:
     if cfg.bundle is not None:
         if cfg.embedder != "trained":
@@ -61,15 +74,10 @@ def build_runtime(cfg: DictConfig, source: Path) -> CascadeRuntime:
         return BundleRuntime(source, cfg.runtime)
     if cfg.runtime != "torch":
         raise ValueError(f"runtime={cfg.runtime!r} runs an export bundle: pass bundle=DIR (python export.py makes one)")
-    if cfg.embedder == "generic":
-        g = cfg.generic_embedder
-        embedder, pre = ProductEmbedder.build(OmegaConf.to_container(g.backbone), g.embedding_dim, g.gem_p)
-        return TorchRuntime.from_run_dir(source, embedder=embedder, embedder_preprocess=pre, device=cfg.device)
     if cfg.embedder == "shared":
         return SharedTrunkRuntime.from_run_dir(source, device=cfg.device)
-    if cfg.embedder != "trained":
-        raise ValueError(f"embedder={cfg.embedder!r}: use trained (the run's embedder), generic or shared")
-    return TorchRuntime.from_run_dir(source, device=cfg.device)
+    embedder, pre = select_embedder(cfg, source)
+    return TorchRuntime.from_run_dir(source, embedder=embedder, embedder_preprocess=pre, device=cfg.device)
 
 
 FRAME_NAMES = ("test queries", "pool images", "calibration photos")
@@ -145,9 +153,47 @@ def catalog_index(
     also returns how many pool images were unreadable and skipped."""
     log.info("embedding %d pool images", len(pool))
     out = run_inference(runtime, pool, labels, classify=False, **io)
-    item_part, item_prod = _indices(manifest, out.rows, labels)
-    index = PartitionedIndex.build(
-        out.embeddings,
+    return _index_items(index_cfg, runtime, lambda: [out.embeddings], out.rows, manifest, labels), out.skipped
+
+
+def shards_index(
+    index_cfg: DictConfig,
+    runtime: CascadeRuntime,
+    pool: pd.DataFrame,
+    manifest: pd.DataFrame,
+    labels: LabelMaps,
+    folder: Path,
+) -> tuple[PartitionedIndex, int]:
+    """The pool's index built from ``python embed.py`` shards, read one shard at a time; refused when the
+    shards are of another pool (order included) or another embedder than the runtime's."""
+    plan = read_plan(folder)
+    if plan.embedder_fingerprint != runtime.embedder_fingerprint:
+        raise ShardMismatchError(f"{folder} was embedded by another embedder than embedder={runtime.name}'s")
+    if plan.ids_sha256 != ids_digest(pool["image_id"].tolist()):
+        raise ShardMismatchError(f"{folder} holds another pool than protocol's {len(pool)} images (or another order)")
+    positions, skipped = [], 0
+    for shard in range(plan.n_shards):
+        s = read_shard(folder, shard)
+        positions.append(s.positions)
+        skipped += s.n_skipped
+    rows = pool.index.to_numpy()[np.concatenate(positions)]
+    log.info("index from %d shards of %s (%d images, %d skipped)", plan.n_shards, folder, len(rows), skipped)
+    chunks = lambda: (s.embeddings for s in iter_shards(folder, plan))  # noqa: E731
+    return _index_items(index_cfg, runtime, chunks, rows, manifest, labels), skipped
+
+
+def _index_items(
+    index_cfg: DictConfig,
+    runtime: CascadeRuntime,
+    chunks: Callable[[], Iterable[np.ndarray]],
+    rows: np.ndarray,
+    manifest: pd.DataFrame,
+    labels: LabelMaps,
+) -> PartitionedIndex:
+    """Index embeddings of manifest ``rows`` (in that order, as ``chunks`` yields them)."""
+    item_part, item_prod = _indices(manifest, rows, labels)
+    return PartitionedIndex.build_streaming(
+        chunks,
         item_partition=item_part,
         item_product=item_prod,
         n_partitions=len(labels.categories),
@@ -156,9 +202,8 @@ def catalog_index(
         nprobe=index_cfg.nprobe,
         ef_search=index_cfg.ef_search,
         embedder_checksum=runtime.embedder_fingerprint,
-        metadata={"image_id": manifest.loc[out.rows, "image_id"].to_numpy().astype(str)},
+        metadata={"image_id": manifest.loc[rows, "image_id"].to_numpy().astype(str)},
     )
-    return index, out.skipped
 
 
 def query_stream(true_partition: np.ndarray, n_categories: int, alpha: float | None, seed: int) -> np.ndarray:
@@ -267,7 +312,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             )
         pool_skipped = 0
     else:
-        index, pool_skipped = catalog_index(cfg.index, runtime, pool, manifest, labels, io)
+        if cfg.catalog_shards is not None:
+            shards = Path(cfg.catalog_shards)
+            index, pool_skipped = shards_index(cfg.index, runtime, pool, manifest, labels, shards)
+        else:
+            index, pool_skipped = catalog_index(cfg.index, runtime, pool, manifest, labels, io)
         if cfg.save_index:
             index.save(out_dir / "index")
     log.info("classifying + embedding %d queries", len(queries))

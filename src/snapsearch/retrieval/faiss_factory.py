@@ -23,7 +23,7 @@ MIN_POINTS_PER_LIST = 39
 
 
 class BuiltIndex(NamedTuple):
-    """A filled faiss index, the factory string it was really built from, and why it differs (or None)."""
+    """A faiss index, the factory string it was really built from, and why it differs (or None)."""
 
     index: faiss.Index
     factory: str
@@ -54,20 +54,30 @@ def sized_factory(factory: str, n: int) -> str:
     return factory.replace("{nlist}", str(nlist))
 
 
-def build_index(vectors: np.ndarray, factory: str, metric: Metric) -> BuiltIndex:
-    """Make, train (if needed) and fill an index; fall back to Flat when there is too little data to train."""
-    factory = sized_factory(factory, len(vectors))
-    index = make_index(vectors.shape[1], factory, metric)
+def train_index(sample: np.ndarray, factory: str, metric: Metric, n_total: int | None = None) -> BuiltIndex:
+    """Make an empty index sized for ``n_total`` vectors (default: the sample's) and train it on ``sample``.
+
+    Sizing by the full count, not the sample, keeps ``{nlist}`` fitting the data the index will hold when
+    it is trained on a subsample; too little data to train falls back to Flat.
+    """
+    factory = sized_factory(factory, len(sample) if n_total is None else n_total)
+    index = make_index(sample.shape[1], factory, metric)
     reason = None
     if not index.is_trained:
         try:
-            index.train(vectors)
+            index.train(sample)
         except RuntimeError as err:
-            reason = f"{len(vectors)} vectors cannot train {factory!r}: {_faiss_message(err)}"
+            reason = f"{len(sample)} vectors cannot train {factory!r}: {_faiss_message(err)}"
             factory = FALLBACK_FACTORY
-            index = make_index(vectors.shape[1], factory, metric)
-    index.add(vectors)
+            index = make_index(sample.shape[1], factory, metric)
     return BuiltIndex(index, factory, reason)
+
+
+def build_index(vectors: np.ndarray, factory: str, metric: Metric) -> BuiltIndex:
+    """Make, train (if needed) and fill an index from vectors held in memory."""
+    built = train_index(vectors, factory, metric)
+    built.index.add(vectors)
+    return built
 
 
 def apply_search_params(index: faiss.Index, nprobe: int | None, ef_search: int | None) -> None:

@@ -96,7 +96,8 @@ class ClassifierSystem(SnapSystem):
         if batch["image"].shape[0] == 0:
             return
         logits = self(batch["image"])
-        self.log("val/loss", F.cross_entropy(logits, batch["label"]), prog_bar=True, batch_size=len(logits))
+        loss = F.cross_entropy(logits, batch["label"])
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(logits), sync_dist=True)
         self.val_metrics.update(torch.softmax(logits / self.model.temperature, -1), batch["label"])
         self.log_dict(self.val_metrics, prog_bar=False, batch_size=len(logits))
 
@@ -112,10 +113,11 @@ class ClassifierSystem(SnapSystem):
         self.log("test/ece_uncalibrated", self.test_ece_uncalibrated, batch_size=len(logits))
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Raw logits and labels: what temperature fitting and evaluation need."""
+        """Raw logits, labels and manifest rows: what temperature fitting and evaluation need."""
         if batch["image"].shape[0] == 0:
-            return {"logits": torch.empty(0, len(self.model.categories)), "label": torch.empty(0, dtype=torch.long)}
-        return {"logits": self(batch["image"]), "label": batch["label"]}
+            empty = torch.empty(0, dtype=torch.long)
+            return {"logits": torch.empty(0, len(self.model.categories)), "label": empty, "row": empty}
+        return {"logits": self(batch["image"]), "label": batch["label"], "row": batch["row"]}
 
     def configure_optimizers(self) -> dict[str, Any]:
         head = self._head_params()

@@ -13,6 +13,7 @@ from hydra.utils import get_class, instantiate
 from snapsearch.models.embedder import ProductEmbedder
 from snapsearch.retrieval.metrics import DEFAULT_KS, retrieval_metrics
 from snapsearch.training.base import SnapSystem
+from snapsearch.training.distributed import gather_unique
 from snapsearch.training.optim import configure_optimization
 
 QUERY_LOADER, POOL_LOADER = 0, 1
@@ -49,7 +50,7 @@ class EmbedderSystem(SnapSystem):
         self.model, self.preprocess = ProductEmbedder.build(backbone, embedder["embedding_dim"], embedder["gem_p"])
         self.loss = build_loss(embedder["loss"], len(products), self.model.embedding_dim)
         self.miner = instantiate(embedder["miner"]) if embedder.get("miner") else None
-        self._val: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {QUERY_LOADER: [], POOL_LOADER: []}
+        self._val: dict[int, list[tuple[torch.Tensor, ...]]] = {QUERY_LOADER: [], POOL_LOADER: []}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -68,19 +69,29 @@ class EmbedderSystem(SnapSystem):
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch["image"].shape[0] == 0:
             return
-        self._val[dataloader_idx].append((self(batch["image"]).cpu(), batch["product"].cpu()))
+        self._val[dataloader_idx].append((self(batch["image"]).cpu(), batch["product"].cpu(), batch["row"].cpu()))
+
+    def _gathered(self, loader: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(embeddings, products) of one validation loader over all ranks, each image once."""
+        parts = self._val[loader]
+        if parts:
+            emb, prod, rows = (torch.cat(t).numpy() for t in zip(*parts, strict=True))
+        else:
+            emb, prod, rows = np.zeros((0, self.model.embedding_dim), np.float32), np.zeros(0, int), np.zeros(0, int)
+        emb, prod = gather_unique(rows, emb, prod)
+        return (emb, prod) if len(emb) else None
 
     def on_validation_epoch_end(self) -> None:
         """Photo -> catalog retrieval on the validation photos: exact cosine search, one image per product."""
-        if not self._val[QUERY_LOADER] or not self._val[POOL_LOADER]:
-            return
-        q, q_prod = (torch.cat(t) for t in zip(*self._val[QUERY_LOADER], strict=True))
-        p, p_prod = (torch.cat(t) for t in zip(*self._val[POOL_LOADER], strict=True))
-        ranked = products_ranked_by_similarity(q.numpy(), p.numpy(), p_prod.numpy())
-        metrics = retrieval_metrics(ranked, q_prod.numpy().tolist(), ks=tuple(self.hparams.retrieval_ks))
-        for name, value in metrics.items():
-            self.log(f"val/{name}", float(value), prog_bar=name == "R@1", batch_size=len(q))
+        query, pool = self._gathered(QUERY_LOADER), self._gathered(POOL_LOADER)
         self._val = {QUERY_LOADER: [], POOL_LOADER: []}
+        if query is None or pool is None:
+            return
+        (q, q_prod), (p, p_prod) = query, pool
+        ranked = products_ranked_by_similarity(q, p, p_prod)
+        metrics = retrieval_metrics(ranked, q_prod.tolist(), ks=tuple(self.hparams.retrieval_ks))
+        for name, value in metrics.items():  # identical on every rank: computed on the gathered sets
+            self.log(f"val/{name}", float(value), prog_bar=name == "R@1", batch_size=len(q))
 
     def configure_optimizers(self) -> dict[str, Any]:
         base_lr = self.hparams.optimizer["lr"]

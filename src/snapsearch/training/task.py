@@ -27,12 +27,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from snapsearch.data.augment import build_augment
 from snapsearch.data.datamodule import SnapDataModule
 from snapsearch.data.preview import make_preview_grid, save_grid_png
 from snapsearch.models.calibration import fit_temperature
 from snapsearch.training.classifier_system import ClassifierSystem
+from snapsearch.training.distributed import gather_unique
 from snapsearch.training.embedder_system import EmbedderSystem
 from snapsearch.utils.atomic import atomic_save, atomic_write_text, ensure_writable_dir
 from snapsearch.utils.run import instantiate_callbacks, instantiate_loggers, print_config_tree
@@ -153,19 +155,24 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     trainer = _make_trainer(cfg, "classifier", stage_dir, loggers)
     trainer.fit(system, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir), weights_only=True)
     metrics = _restore_best(cfg, "classifier", trainer, system)
+    # Every rank takes part in what follows (collectives); files are written by rank 0 alone.
     if cfg.calibrate:
         outputs = trainer.predict(system, dataloaders=dm.val_dataloader())
-        logits = torch.cat([o["logits"] for o in outputs])
-        labels = torch.cat([o["label"] for o in outputs])
+        rows, logits, labels = (torch.cat([o[k] for o in outputs]).numpy() for k in ("row", "logits", "label"))
+        logits, labels = (torch.from_numpy(a) for a in gather_unique(rows, logits, labels))
         system.model.temperature.fill_(fit_temperature(logits, labels))
         log.info("temperature on %d validation photos: T = %.3f", len(labels), float(system.model.temperature))
     if cfg.test:
         tested = trainer.test(system, datamodule=dm)
         metrics.update({k: float(v) for k, v in tested[0].items()} if tested else {})
-        n = len(dm.labels.categories)
-        fig, _ = system.test_confusion.plot(labels=dm.labels.categories)
-        fig.set_size_inches(max(6, n * 0.3), max(6, n * 0.3))
-        log_image(loggers, "test/confusion_matrix", _save_figure(fig, stage_dir / "confusion_matrix.png"))
+        confusion = system.test_confusion.compute()  # a collective under DDP: every rank computes it
+        if trainer.is_global_zero:
+            n = len(dm.labels.categories)
+            fig, _ = system.test_confusion.plot(val=confusion, labels=dm.labels.categories)
+            fig.set_size_inches(max(6, n * 0.3), max(6, n * 0.3))
+            log_image(loggers, "test/confusion_matrix", _save_figure(fig, stage_dir / "confusion_matrix.png"))
+    if not trainer.is_global_zero:
+        return {}
     metrics["temperature"] = float(system.model.temperature)
     system.model.save(stage_dir, backbone=_plain(cfg.model.backbone), preprocess=system.preprocess)
     return _finish_stage("classifier", trainer, stage_dir, loggers, metrics)
@@ -193,6 +200,8 @@ def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: 
         weights_only=True,
     )
     metrics = _restore_best(cfg, "embedder", trainer, system)
+    if not trainer.is_global_zero:
+        return {}
     system.model.save(
         stage_dir, backbone=_plain(cfg.model.backbone), preprocess=system.preprocess, gem_p=emb_cfg["gem_p"]
     )
@@ -243,6 +252,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 f"terminated by SIGTERM while training the {stage}; the last checkpoint is {run_dir / stage}/"
                 f"last.ckpt: resume with the same command plus run_dir={run_dir} ckpt_path=last"
             ) from err
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    log.info("run directory: %s", run_dir)
+    if rank_zero_only.rank == 0:
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        log.info("run directory: %s", run_dir)
     return metrics

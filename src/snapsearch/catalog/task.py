@@ -1,0 +1,65 @@
+"""The embed task: a catalog of any size -> embedding shards on disk, resumable, on any Lightning strategy.
+
+``python embed.py run_dir=DIR [embedder=generic] [shard_size=N] [trainer.strategy=ddp trainer.devices=8]``;
+then ``python evaluate.py run_dir=DIR catalog_shards=<out>`` builds the index from the shards.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from snapsearch.catalog.predict import EmbedPredictor, PendingShards, ShardWriter
+from snapsearch.catalog.shards import ShardPlan, ids_digest, open_plan, pending_shards
+from snapsearch.data.dataset import LabelMaps, ManifestDataset
+from snapsearch.data.sources import load_manifest
+from snapsearch.evaluation.pipeline import answerable, resolve_source, select_embedder
+from snapsearch.models.artifact import fingerprint
+from snapsearch.utils.atomic import ensure_writable_dir
+
+log = logging.getLogger(__name__)
+
+
+def run_embed(cfg: DictConfig) -> Path:
+    """Embed the pool of ``protocol`` into ``out``; shards already there (same plan) are not redone."""
+    if cfg.bundle is not None:
+        raise ValueError("embed.py runs the eager embedder of a run directory: pass run_dir=, not bundle=")
+    source, train_cfg = resolve_source(cfg)
+    data_cfg = cfg.data if cfg.data is not None else train_cfg.data
+    labels = LabelMaps.load(source / "labels.json")
+    _, pool, _ = answerable(load_manifest(data_cfg), cfg.protocol, labels)
+    embedder, preprocess = select_embedder(cfg, source)
+    plan = ShardPlan(
+        n_rows=len(pool),
+        shard_size=int(cfg.shard_size),
+        ids_sha256=ids_digest(pool["image_id"].tolist()),
+        embedder_fingerprint=fingerprint(embedder),
+        embedding_dim=int(embedder.embedding_dim),
+    )
+    folder = open_plan(ensure_writable_dir(Path(cfg.out), "shard folder"), plan)
+    pending = pending_shards(folder, plan)
+    log.info("%s: %d of %d shards to embed (%d images)", folder, len(pending), plan.n_shards, plan.n_rows)
+    if pending:
+        images = ManifestDataset(
+            pool.reset_index(drop=True),
+            labels,
+            preprocess.eval_transform(),
+            max_pixels=data_cfg.max_image_pixels,
+            draft_size=preprocess.resize_size if data_cfg.draft_decode else None,
+        )
+        writer = ShardWriter(folder, plan)
+        trainer = instantiate(cfg.trainer, callbacks=[writer])
+        data = PendingShards(images, plan, pending, cfg.batch_size, cfg.num_workers)
+        trainer.predict(EmbedPredictor(embedder), datamodule=data, return_predictions=False)
+        trainer.strategy.barrier()
+        log.info("rank %d wrote %d shards", trainer.global_rank, len(writer.written))
+        if not trainer.is_global_zero:
+            return folder
+    left = pending_shards(folder, plan)
+    if left:
+        raise RuntimeError(f"{len(left)} shards were not written (e.g. {left[:5]}); run the same command again")
+    log.info("all %d shards of %s are complete", plan.n_shards, folder)
+    return folder
