@@ -74,3 +74,11 @@ def test_loss_group_packages_into_embedder() -> None:
     assert cfg.model.embedder.loss._target_.endswith("MultiSimilarityLoss")
     assert cfg.model.embedder.miner._target_.endswith("MultiSimilarityMiner")
     assert Path(CONF_DIR / "loss" / "arcface.yaml").is_file()
+
+
+def test_embed_config_places_shards_in_the_run() -> None:
+    cfg = _compose(["run_dir=/runs/r1", "embedder=generic"], config_name="embed")
+    resolved = _resolve(cfg)
+    assert resolved["out"] == "/runs/r1/catalog_shards/catalog_generic"
+    assert resolved["trainer"]["use_distributed_sampler"] is False  # shards are dealt by the task
+    assert resolved["generic_embedder"]["backbone"]["name"] == "tf_efficientnet_lite0"

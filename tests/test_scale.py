@@ -21,8 +21,14 @@ DDP_CPU = ("trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp
 
 def _embed(tmp: Path, run_dir: Path, out: Path, *overrides: str):
     return run_entry(
-        "embed.py", tmp, f"run_dir={run_dir}", f"out={out}", "shard_size=8", "num_workers=0",
-        f"paths.log_dir={tmp / 'logs'}", *overrides,
+        "embed.py",
+        tmp,
+        f"run_dir={run_dir}",
+        f"out={out}",
+        "shard_size=8",
+        "num_workers=0",
+        f"paths.log_dir={tmp / 'logs'}",
+        *overrides,
     )
 
 
