@@ -25,10 +25,10 @@ COMMON = (
     "stages=[classifier]",
     "logger=none",
     "trainer.deterministic=true",
-    "trainer.max_epochs=3",
+    "trainer.max_epochs=2",
 )
 STEPS_PER_EPOCH = 14  # 210 synthetic training images in batches of 16
-KILL_STEP = 20  # mid-way through the second epoch
+KILL_STEP = 20  # mid-way through the second (last) epoch
 
 
 def _train_subprocess(tmp: Path, *overrides: str, fsize_limit: int | None = None) -> subprocess.CompletedProcess:
