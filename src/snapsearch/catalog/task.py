@@ -27,6 +27,8 @@ def run_embed(cfg: DictConfig) -> Path:
     """Embed the pool of ``protocol`` into ``out``; shards already there (same plan) are not redone."""
     if cfg.bundle is not None:
         raise ValueError("embed.py runs the eager embedder of a run directory: pass run_dir=, not bundle=")
+    if int(cfg.shard_size) < 1:
+        raise ValueError(f"shard_size={cfg.shard_size}: a shard holds at least one image")
     source, train_cfg = resolve_source(cfg)
     data_cfg = cfg.data if cfg.data is not None else train_cfg.data
     labels = LabelMaps.load(source / "labels.json")
