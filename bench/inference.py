@@ -10,21 +10,18 @@ JSON. Parity (max abs difference, top-1 agreement) is recorded in the bundle by 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from record import save_results
 
 from snapsearch.deploy.bundle import read_bundle
 from snapsearch.deploy.export import CalibratedClassifier
 from snapsearch.deploy.runtime import load_runner
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
-from snapsearch.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 3
@@ -78,18 +75,16 @@ def main() -> None:
                     f"{r['images_per_s']:8.1f} img/s",
                     flush=True,
                 )
-    out = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
+    save_results(
+        args.out,
+        {
+            "bundle": str(bundle),
+            "verification": {k: m["verification"] for k, m in meta["models"].items()},
+            "results": rows,
         },
-        "bundle": str(bundle),
-        "verification": {k: m["verification"] for k, m in meta["models"].items()},
-        "results": rows,
-    }
-    atomic_write_text(args.out, json.dumps(out, indent=2))
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+    )
 
 
 if __name__ == "__main__":

@@ -14,17 +14,14 @@ search against exact global search. Prints a table, writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
+from record import save_results
 
 from snapsearch.retrieval.faiss_factory import apply_search_params, build_index
-from snapsearch.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -153,17 +150,12 @@ def main() -> None:
                 f"{row['recall@10_vs_exact_global']['global']:.3f}/{row['recall@10_vs_exact_global']['partitioned']:.3f}",
                 flush=True,
             )
-    out = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "faiss": faiss.__version__,
-            "omp_threads": faiss.omp_get_max_threads(),
-        },
-        "params": vars(args),
-        "results": results,
-    }
-    atomic_write_text(args.out, json.dumps(out, indent=2))
+    save_results(
+        args.out,
+        {"params": vars(args), "results": results},
+        faiss=faiss.__version__,
+        omp_threads=faiss.omp_get_max_threads(),
+    )
 
 
 if __name__ == "__main__":

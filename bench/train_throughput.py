@@ -9,19 +9,16 @@ Prints a table and writes JSON. The target (DESIGN.md §4): pipeline >= 85% of t
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from record import save_results
 
 from snapsearch.data.datamodule import SnapDataModule
 from snapsearch.training.classifier_system import ClassifierSystem
-from snapsearch.utils.atomic import atomic_write_text
 from snapsearch.utils.resolvers import register_resolvers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,12 +98,6 @@ def main() -> None:
 
         rows[f"pipeline_workers_{w}"] = measure(system, batches(), args.steps, args.warmup)
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
         "model": cfg.model.backbone.name,
         "batch_size": cfg.data.batch_size,
         "input_size": system.preprocess.input_size,
@@ -117,7 +108,7 @@ def main() -> None:
     print(f"{'setting':<22}{'images/s':>10}{'vs model-only':>15}")
     for k, v in rows.items():
         print(f"{k:<22}{v:>10.1f}{v / rows['model_only']:>14.0%}")
-    atomic_write_text(args.out, json.dumps(result, indent=2))
+    save_results(args.out, result, torch=torch.__version__, threads=torch.get_num_threads())
 
 
 if __name__ == "__main__":

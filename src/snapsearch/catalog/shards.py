@@ -113,9 +113,12 @@ def write_shard(folder: Path, shard: int, embeddings: np.ndarray, positions: np.
     atomic_save(shard_path(folder, shard), write)
 
 
-def read_shard(folder: Path, shard: int) -> Shard:
+def read_shard(folder: Path, shard: int, *, embeddings: bool = True) -> Shard:
+    """``embeddings=False`` reads only positions and counts (npz members load lazily): what mapping items
+    to their metadata needs, without the vectors."""
     with np.load(shard_path(folder, shard)) as z:
-        return Shard(z["embeddings"], z["positions"], int(z["n_skipped"]))
+        vectors = z["embeddings"] if embeddings else np.zeros((0, 0), np.float32)
+        return Shard(vectors, z["positions"], int(z["n_skipped"]))
 
 
 def iter_shards(folder: str | Path, plan: ShardPlan) -> Iterator[Shard]:

@@ -173,7 +173,7 @@ def shards_index(
         raise ShardMismatchError(f"{folder} holds another pool than protocol's {len(pool)} images (or another order)")
     positions, skipped = [], 0
     for shard in range(plan.n_shards):
-        s = read_shard(folder, shard)
+        s = read_shard(folder, shard, embeddings=False)
         positions.append(s.positions)
         skipped += s.n_skipped
     rows = pool.index.to_numpy()[np.concatenate(positions)]
