@@ -18,7 +18,7 @@ from snapsearch.evaluation.classifier_metrics import ECE_BINS, TOP_K
 from snapsearch.models.backbone import create_backbone
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.training.base import SnapSystem
-from snapsearch.training.optim import configure_optimization
+from snapsearch.training.optim import START_EPOCH, configure_optimization
 
 
 def _stage_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -127,6 +127,7 @@ class ClassifierSystem(SnapSystem):
             {
                 "params": [p for p in self.model.net.parameters() if id(p) not in head],
                 "lr": base_lr * self.hparams.classifier["backbone_lr_scale"],
+                START_EPOCH: self.hparams.classifier["freeze_backbone_epochs"],
             },
         ]
         return configure_optimization(self.trainer, self.hparams.optimizer, self.hparams.scheduler, groups)
