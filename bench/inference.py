@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from record import save_results
 
-from snapsearch.deploy.bundle import read_bundle
 from snapsearch.deploy.export import CalibratedClassifier
-from snapsearch.deploy.runtime import load_runner
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
+from snapsearch.runtime.bundle import read_bundle
+from snapsearch.runtime.models import load_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 3

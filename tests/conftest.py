@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,74 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp / "run"
     run_train(tmp, "experiment=smoke", "logger=many_loggers", f"run_dir={run_dir}", "trainer.max_epochs=2")
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def smoke_bundle(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke run exported (ONNX, TorchScript, int8 ONNX) into a verified bundle."""
+    out = tmp_path_factory.mktemp("export") / "bundle"
+    run_entry(
+        "export.py", out.parent, f"run_dir={smoke_run}", f"output={out}", "quantize_int8=true", "verify.n_images=8"
+    )
+    return out
+
+
+def smoke_manifest(run_dir: Path):
+    """The smoke run's own manifest (the synthetic shop its config names)."""
+    from omegaconf import OmegaConf
+
+    from snapsearch.data.sources import load_manifest
+
+    return load_manifest(OmegaConf.load(run_dir / "config.yaml").data)
+
+
+@pytest.fixture(scope="session")
+def query_photo(smoke_run: Path) -> Path:
+    """A real test photo of the synthetic shop (a user-photo-like JPEG)."""
+    m = smoke_manifest(smoke_run)
+    return Path(m[(m["domain"] == "query") & (m["split"] == "test")]["path"].iloc[0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SERVER_START_S = 180
+
+
+@pytest.fixture(scope="session")
+def serve_url(smoke_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python serve.py`` on the smoke bundle as a real uvicorn process on 127.0.0.1."""
+    tmp = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {**os.environ, "SNAPSEARCH_CACHE_DIR": str(smoke_bundle.parent.parent / "cache")}
+    cmd = [
+        sys.executable,
+        str(ROOT / "serve.py"),
+        f"bundle={smoke_bundle}",
+        f"port={port}",
+        f"catalog_changes={tmp / 'changes'}",
+        "log_level=warning",
+    ]
+    log = open(tmp / "serve.log", "w")  # noqa: SIM115  (closed below, after the process)
+    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START_S
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve.py did not come up: {(tmp / 'serve.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snapsearch.deploy.runtime import SharedTrunkRuntime
+from snapsearch.runtime.models import SharedTrunkRuntime
 
 from .conftest import run_entry
 
@@ -33,7 +33,10 @@ def test_evaluate_every_strategy(smoke_run: Path, tmp_path: Path) -> None:
     assert top1["routed_right"] * top1["found_within"] == pytest.approx(top1["metrics"]["R@1"], abs=1e-6)
     assert report["strategies"]["global"]["average_improvement"] == pytest.approx(0.0)
     assert report["classifier"]["top1"] == pytest.approx(top1["routed_right"], abs=1e-6)
-    assert report["latency"]["stages"]["embed"]["p50_ms"] > 0
+    stages = report["latency"]["stages"]
+    assert stages["top1/embed"]["p50_ms"] > 0 and stages["top1/classify"]["p50_ms"] > 0
+    assert stages["global/classify"]["p50_ms"] == 0.0  # global search never runs the classifier
+    assert "oracle/total" not in stages  # the oracle needs the truth: not a serving path
 
 
 def test_evaluate_extended_catalog_generic_embedder(smoke_run: Path, tmp_path: Path) -> None:

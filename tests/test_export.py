@@ -11,20 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snapsearch.deploy.bundle import BundleError, read_bundle
 from snapsearch.deploy.export import ExportError, export_bundle
-from snapsearch.deploy.runtime import BundleRuntime, TorchRuntime
+from snapsearch.runtime.bundle import BundleError, read_bundle
+from snapsearch.runtime.models import BundleRuntime, TorchRuntime
 
 from .conftest import ROOT, run_entry
 
 
 @pytest.fixture(scope="module")
-def bundle(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("export") / "bundle"
-    run_entry(
-        "export.py", out.parent, f"run_dir={smoke_run}", f"output={out}", "quantize_int8=true", "verify.n_images=8"
-    )
-    return out
+def bundle(smoke_bundle: Path) -> Path:
+    return smoke_bundle
 
 
 def test_bundle_contents_and_verification(bundle: Path) -> None:
@@ -115,7 +111,7 @@ def test_evaluate_from_bundle_matches_eager(bundle: Path, smoke_run: Path, tmp_p
 
 def test_bundle_path_imports_no_training_code() -> None:
     code = (
-        "import sys; import snapsearch.evaluation.pipeline, snapsearch.deploy.runtime; "
+        "import sys; import snapsearch.evaluation.pipeline, snapsearch.runtime.models; "
         "bad = [m for m in sys.modules if m.split('.')[0] in {'pytorch_lightning', 'lightning'} "
         "or m.startswith('snapsearch.training')]; assert not bad, bad"
     )

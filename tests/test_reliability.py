@@ -24,8 +24,8 @@ from snapsearch.data.datamodule import SnapDataModule
 from snapsearch.data.dataset import LabelMaps, ManifestDataset
 from snapsearch.data.draws import SeededDraws
 from snapsearch.data.preprocess import Preprocess
+from snapsearch.data.protocols import answerable
 from snapsearch.data.sources.synthetic import make_synthetic_shop
-from snapsearch.evaluation.pipeline import answerable
 from snapsearch.training.task import check_config
 from snapsearch.utils.atomic import atomic_save, atomic_write_text, ensure_writable_dir
 

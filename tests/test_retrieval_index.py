@@ -272,7 +272,7 @@ def test_streaming_small_train_sample_still_finds_everything(stream_pool, monkey
         trained[int(n_total)] = sample  # type: ignore[arg-type]  # sub-index sizes are distinct here
         return train_index(sample, factory, metric, n_total)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("snapsearch.retrieval.index.train_index", spy)
+    monkeypatch.setattr("snapsearch.retrieval.index_build.train_index", spy)
     calls, chunks = _chunked(x)
     index = _stream(stream_pool, chunks, factory="IVF{nlist},Flat", nprobe=64, train_sample=200)
     assert len(calls) == 2 and not index.fallbacks

@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from snapsearch.catalog.predict import ShardWriter
-from snapsearch.catalog.shards import ShardPlan, read_plan, read_shard, shard_path
+from snapsearch.retrieval.shards import ShardPlan, read_plan, read_shard, shard_path
 
 from .conftest import CONF_DIR, run_entry, run_train
 

@@ -31,6 +31,8 @@ def test_smoke_run_directory_is_self_describing(smoke_run: Path) -> None:
         for name in ("best.ckpt", "last.ckpt", "model.pt", "model.json", "metrics.json"):
             assert (smoke_run / stage / name).is_file(), f"{stage}/{name}"
     assert (smoke_run / "classifier" / "confusion_matrix.png").is_file()
+    # a run is one folder: Hydra's record and the log land beside the models, not under logs/
+    assert (smoke_run / ".hydra" / "config.yaml").is_file() and (smoke_run / "train.log").is_file()
 
 
 def test_smoke_models_reload_without_lightning(smoke_run: Path) -> None:
@@ -60,7 +62,7 @@ def test_smoke_metrics_are_real(smoke_run: Path) -> None:
 
 
 def test_wandb_offline_run_directory(smoke_run: Path) -> None:
-    runs = list((smoke_run.parent).rglob("offline-run-*"))
+    runs = list(smoke_run.rglob("offline-run-*"))  # inside the run directory
     assert runs, "wandb wrote no offline run"
     assert any(p.suffix == ".wandb" for r in runs for p in r.iterdir())
 

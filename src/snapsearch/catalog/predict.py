@@ -15,8 +15,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from snapsearch.catalog.shards import ShardPlan, write_shard
 from snapsearch.data.dataset import ManifestDataset
+from snapsearch.retrieval.shards import ShardPlan, write_shard
 
 
 class PositionedImages(Dataset):

@@ -10,15 +10,17 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.catalog.predict import EmbedPredictor, PendingShards, ShardWriter
-from snapsearch.catalog.shards import ShardPlan, ids_digest, open_plan, pending_shards
 from snapsearch.data.dataset import LabelMaps, ManifestDataset
+from snapsearch.data.protocols import answerable
 from snapsearch.data.sources import load_manifest
-from snapsearch.evaluation.pipeline import answerable, resolve_source, select_embedder
 from snapsearch.models.artifact import fingerprint
+from snapsearch.retrieval.shards import ShardPlan, ids_digest, open_plan, pending_shards
+from snapsearch.runtime.factory import eager_embedder
 from snapsearch.utils.atomic import ensure_writable_dir
+from snapsearch.utils.layout import LABELS, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,11 @@ def run_embed(cfg: DictConfig) -> Path:
         raise ValueError("embed.py runs the eager embedder of a run directory: pass run_dir=, not bundle=")
     if int(cfg.shard_size) < 1:
         raise ValueError(f"shard_size={cfg.shard_size}: a shard holds at least one image")
-    source, train_cfg = resolve_source(cfg)
+    source, train_cfg = resolve_source(cfg.run_dir, cfg.bundle)
     data_cfg = cfg.data if cfg.data is not None else train_cfg.data
-    labels = LabelMaps.load(source / "labels.json")
+    labels = LabelMaps.load(source / LABELS)
     _, pool, _ = answerable(load_manifest(data_cfg), cfg.protocol, labels)
-    embedder, preprocess = select_embedder(cfg, source)
+    embedder, preprocess = eager_embedder(source, cfg.embedder, OmegaConf.to_container(cfg.generic_embedder))
     plan = ShardPlan(
         n_rows=len(pool),
         shard_size=int(cfg.shard_size),

@@ -6,6 +6,7 @@ one :class:`ImageReadError` (a ``ValueError``) with a reason a user can act on, 
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA"})
 # Formats whose decoder can downscale by 2/4/8 while decoding (MPO is a multi-picture JPEG from cameras).
 DRAFTABLE_FORMATS = frozenset({"JPEG", "MPO"})
 MAX_PIXELS_HINT = "raise data.max_image_pixels if intended"
+UPLOAD_NAME = "<upload>"
 
 
 class ImageReadError(ValueError):
@@ -82,27 +84,30 @@ def _decode_failure_reason(err: Exception) -> str:
     return f"corrupt or unsupported image ({detail})"
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+def _open(source: Path | io.BytesIO, label: str | Path, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse oversized images before any pixel is decoded."""
     try:
         # Pillow's own decompression-bomb guard warns inside ``open``; make that a refusal, not log noise.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(source)
     except UnidentifiedImageError as err:
-        raise ImageReadError(path, "not an image (unrecognised file content)") from err
+        raise ImageReadError(label, "not an image (unrecognised file content)") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         reason = f"image too large: refused by Pillow's decompression-bomb guard ({err})"
-        raise ImageReadError(path, reason) from err
+        raise ImageReadError(label, reason) from err
     width, height = im.size
     if width * height > max_pixels:
         im.close()
-        raise ImageReadError(path, _too_large_reason(width, height, max_pixels))
+        raise ImageReadError(label, _too_large_reason(width, height, max_pixels))
     return im
 
 
-def read_rgb(path: str | Path, *, max_pixels: int, draft_size: int | None = None) -> np.ndarray:
-    """Decode ``path`` by content (not extension), apply EXIF orientation, return writable HxWx3 uint8 RGB.
+def read_rgb(
+    path: str | Path | bytes, *, max_pixels: int, draft_size: int | None = None, name: str = UPLOAD_NAME
+) -> np.ndarray:
+    """Decode a file (or its ``bytes``, e.g. an upload named ``name`` in errors) by content, not extension;
+    apply EXIF orientation; return a writable HxWx3 uint8 RGB array.
 
     ``draft_size`` lets the JPEG decoder downscale by 2/4/8 while keeping the shorter side >= ``draft_size``,
     which makes CPU training far cheaper when images are resized down anyway. Images with more than
@@ -110,6 +115,10 @@ def read_rgb(path: str | Path, *, max_pixels: int, draft_size: int | None = None
     """
     if draft_size is not None and draft_size < 1:
         raise ValueError(f"draft_size must be a positive number of pixels or None, got {draft_size}")
+    if isinstance(path, bytes):
+        if not path:
+            raise ImageReadError(name, "empty file")
+        return _decode(io.BytesIO(path), name, max_pixels, draft_size)
     path = Path(path)
     if not path.exists():
         raise ImageReadError(path, "file not found")
@@ -118,7 +127,14 @@ def read_rgb(path: str | Path, *, max_pixels: int, draft_size: int | None = None
     try:
         if path.stat().st_size == 0:
             raise ImageReadError(path, "empty file")
-        with _open(path, max_pixels) as im:
+    except PermissionError as err:
+        raise ImageReadError(path, f"permission denied ({err.strerror})") from err
+    return _decode(path, path, max_pixels, draft_size)
+
+
+def _decode(source: Path | io.BytesIO, label: str | Path, max_pixels: int, draft_size: int | None) -> np.ndarray:
+    try:
+        with _open(source, label, max_pixels) as im:
             if draft_size is not None and im.format in DRAFTABLE_FORMATS:
                 # Draft works in stored (pre-rotation) coordinates; asking for a square keeps *both* stored
                 # sides >= draft_size, hence the shorter side too, whichever way EXIF later rotates it.
@@ -129,6 +145,11 @@ def read_rgb(path: str | Path, *, max_pixels: int, draft_size: int | None = None
     except ImageReadError:
         raise
     except PermissionError as err:
-        raise ImageReadError(path, f"permission denied ({err.strerror})") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(path, _decode_failure_reason(err)) from err
+        raise ImageReadError(label, f"permission denied ({err.strerror})") from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageReadError(label, _decode_failure_reason(err)) from err
+
+
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """An already opened Pillow image as the reader returns files: upright, HxWx3 uint8 RGB."""
+    return np.array(_to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)

@@ -8,6 +8,9 @@ Columns (one row per image):
   (``Fruit/Apple``); the partition level used by the cascade is a depth into this path.
 - ``domain``: ``catalog`` (shop images, the search pool) or ``query`` (user photos).
 - ``split``: ``train``, ``val`` or ``test``. Catalog images are always the search pool, whatever their split.
+
+Optional columns, kept when present: ``name`` (the product's display name; default: its id) and
+``description`` (the product's text).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = ("image_id", "path", "product_id", "category", "domain", "split")
+OPTIONAL_COLUMNS = ("name", "description")
 DOMAINS = frozenset({"catalog", "query"})
 SPLITS = frozenset({"train", "val", "test"})
 CATEGORY_SEP = "/"
@@ -43,11 +47,13 @@ def validate_manifest(df: pd.DataFrame, *, check_files: bool = True) -> pd.DataF
             f"manifest is missing columns {missing}; required columns are {list(COLUMNS)} "
             "(see README 'Your own catalog')"
         )
+    optional = [c for c in OPTIONAL_COLUMNS if c in df.columns]
+    extra = df.loc[:, optional].fillna("").astype(str).reset_index(drop=True)
     df = df.loc[:, list(COLUMNS)].reset_index(drop=True)
     empty = df.isna().any(axis=1) | (df.astype(str).apply(lambda s: s.str.strip() == "")).any(axis=1)
     if empty.any():
         raise ManifestError(f"manifest has empty cells in {_rows(df, empty)}; every column needs a value")
-    df = df.astype(str)
+    df = pd.concat([df.astype(str), extra], axis=1)
     bad_domain = ~df["domain"].isin(DOMAINS)
     if bad_domain.any():
         raise ManifestError(

@@ -1,1 +1,1 @@
-"""Deployment: runtimes behind one interface (and, with the export issue, exporters and bundles)."""
+"""Export: a train run's models to ONNX / TorchScript, verified against eager PyTorch, in one bundle."""

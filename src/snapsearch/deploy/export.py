@@ -19,11 +19,11 @@ from torch import nn
 
 import snapsearch
 from snapsearch.data.preprocess import Preprocess
-from snapsearch.deploy.bundle import BUNDLE_FILE, FORMAT_VERSION, checksums
-from snapsearch.deploy.runtime import load_runner
 from snapsearch.models.artifact import META_FILE, fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
+from snapsearch.runtime.bundle import BUNDLE_FILE, FORMAT_VERSION, checksums
+from snapsearch.runtime.models import load_runner
 from snapsearch.utils.atomic import atomic_dir
 
 log = logging.getLogger(__name__)

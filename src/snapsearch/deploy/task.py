@@ -15,7 +15,13 @@ from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
 from snapsearch.deploy.export import export_bundle
 from snapsearch.models.artifact import META_FILE
+from snapsearch.runtime.batch import BatchIO
+from snapsearch.runtime.models import TorchRuntime
+from snapsearch.search.catalog_index import IndexSpec, embed_pool
+from snapsearch.search.products import PRODUCTS_FILE, ProductTable
+from snapsearch.search.sources import catalog_pool
 from snapsearch.utils.atomic import ensure_writable_dir
+from snapsearch.utils.layout import INDEX, LABELS, STAGES, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -31,48 +37,44 @@ def _verification_batch(
 
 
 def _catalog_index(
-    cfg: DictConfig, run_dir: Path, train_cfg: DictConfig, labels: LabelMaps, manifest, out: Path
+    cfg: DictConfig, run_dir: Path, train_cfg: DictConfig, catalog, labels: LabelMaps, out: Path
 ) -> Path:
     """The catalog's partitioned index built with the run's embedder, for a deployment to ship."""
-    from snapsearch.deploy.runtime import TorchRuntime
-    from snapsearch.evaluation.pipeline import catalog_index
-
-    io = {
-        "batch_size": cfg.batch_size,
-        "workers": cfg.num_workers,
-        "max_pixels": train_cfg.data.max_image_pixels,
-        "draft": train_cfg.data.draft_decode,
-    }
-    catalog = manifest[manifest["domain"] == "catalog"]
-    index, _ = catalog_index(cfg.index, TorchRuntime.from_run_dir(run_dir), catalog, manifest, labels, io)
+    io = BatchIO(cfg.batch_size, cfg.num_workers, train_cfg.data.max_image_pixels, train_cfg.data.draft_decode)
+    spec = IndexSpec(**OmegaConf.to_container(cfg.index))
+    index, _ = embed_pool(spec, TorchRuntime.from_run_dir(run_dir), catalog, labels, io)
     index.save(out)
     return out
 
 
 def run_export(cfg: DictConfig) -> dict[str, Any]:
-    run_dir = Path(cfg.run_dir).resolve()
+    run = RunDir(Path(cfg.run_dir))
+    run_dir = run.root
     ensure_writable_dir(Path(cfg.output).resolve().parent, "bundle's parent folder")
-    for stage in ("classifier", "embedder"):
-        if not (run_dir / stage / META_FILE).is_file():
-            raise FileNotFoundError(f"{run_dir / stage} has no trained {stage}; train it with stages=[{stage}]")
-    train_cfg = OmegaConf.load(run_dir / "config.yaml")
-    labels = LabelMaps.load(run_dir / "labels.json")
+    for stage in STAGES:
+        if not (run.stage(stage) / META_FILE).is_file():
+            raise FileNotFoundError(f"{run.stage(stage)} has no trained {stage}; train it with stages=[{stage}]")
+    train_cfg = OmegaConf.load(run.config)
+    labels = LabelMaps.load(run.labels)
     manifest = load_manifest(train_cfg.data)
     photos = manifest[(manifest["domain"] == "query") & (manifest["split"] == "test")]
     photos = photos.sample(frac=1.0, random_state=0)  # several categories, not the first one only
     pre = {
-        k: Preprocess.from_dict(OmegaConf.to_container(OmegaConf.load(run_dir / k / META_FILE).preprocess))
-        for k in ("classifier", "embedder")
+        k: Preprocess.from_dict(OmegaConf.to_container(OmegaConf.load(run.stage(k) / META_FILE).preprocess))
+        for k in STAGES
     }
     batches, truth = {}, None
     for kind, contract in pre.items():
         batches[kind], truth = _verification_batch(
             photos, labels, contract, cfg.verify.n_images, train_cfg.data.max_image_pixels
         )
-    extra = {"labels.json": run_dir / "labels.json", "source_config.yaml": run_dir / "config.yaml"}
+    extra = {LABELS: run.labels, "source_config.yaml": run.config}
     with tempfile.TemporaryDirectory() as tmp:
+        ProductTable.from_manifest(manifest, labels).save(Path(tmp) / PRODUCTS_FILE)
+        extra[PRODUCTS_FILE] = Path(tmp) / PRODUCTS_FILE
         if cfg.include_index:
-            extra["index"] = _catalog_index(cfg, run_dir, train_cfg, labels, manifest, Path(tmp) / "index")
+            catalog = catalog_pool(manifest, labels)
+            extra[INDEX] = _catalog_index(cfg, run_dir, train_cfg, catalog, labels, Path(tmp) / INDEX)
         meta = export_bundle(
             run_dir,
             Path(cfg.output),

@@ -1,1 +1,1 @@
-"""Cascade evaluation: inference over a manifest, strategies side by side, metrics, latency, reports."""
+"""Cascade evaluation: protocols, every strategy scored on the same Cascade outputs, latency, reports."""

@@ -1,6 +1,13 @@
 """Retrieval: partitioned FAISS index, cascade routing strategies, product-level metrics (numpy + faiss only)."""
 
-from snapsearch.retrieval.cascade import DEFAULT_OVERFETCH, RoutingDecomposition, routing_decomposition, run_strategy
+from snapsearch.retrieval.cascade import (
+    DEFAULT_OVERFETCH,
+    Ranking,
+    RoutingDecomposition,
+    rank,
+    routing_decomposition,
+    run_strategy,
+)
 from snapsearch.retrieval.conformal import lac_sets, lac_threshold
 from snapsearch.retrieval.index import PartitionedIndex, SearchHits
 from snapsearch.retrieval.index_io import IndexFormatError, IndexMismatchError
@@ -39,6 +46,7 @@ __all__ = [
     "IndexMismatchError",
     "Oracle",
     "PartitionedIndex",
+    "Ranking",
     "Route",
     "RoutingDecomposition",
     "SearchHits",
@@ -52,6 +60,7 @@ __all__ = [
     "em_prior_correction",
     "lac_sets",
     "lac_threshold",
+    "rank",
     "recall_at_k",
     "reciprocal_rank",
     "relative_change",

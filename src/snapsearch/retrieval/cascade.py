@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from snapsearch.retrieval.index import PartitionedIndex
-from snapsearch.retrieval.metrics import dedupe_by_product
+from snapsearch.retrieval.metrics import best_item_per_product
 from snapsearch.retrieval.strategies import Route, Strategy, check_probs
 
 DEFAULT_OVERFETCH = 4
@@ -27,7 +27,15 @@ class RoutingDecomposition(NamedTuple):
     found_within: float
 
 
-def run_strategy(
+class Ranking(NamedTuple):
+    """One query's ranked products (best first), each with its best item's score and id."""
+
+    products: list[Hashable]
+    scores: list[float]
+    items: list[int]
+
+
+def rank(
     strategy: Strategy,
     index: PartitionedIndex,
     query_emb: np.ndarray,
@@ -35,8 +43,9 @@ def run_strategy(
     k: int,
     true_partition: np.ndarray | None = None,
     overfetch: int = DEFAULT_OVERFETCH,
-) -> tuple[list[list[Hashable]], list[Route]]:
-    """(top-k product ids per query, best first; the partitions each query searched, None = global).
+) -> tuple[list[Ranking], list[Route]]:
+    """(each query's top-k products with scores and best items; the partitions each query searched, None =
+    global). The one ranking path: the evaluator, the CLI and the service all rank through it.
 
     Args:
         strategy: a routing strategy (Top1(), TopK(3), ...).
@@ -56,21 +65,36 @@ def run_strategy(
     if len(routed) != len(queries):
         raise ValueError(f"{type(strategy).__name__} routed {len(routed)} of {len(queries)} queries")
 
-    ranked: list[list[Hashable]] = [[] for _ in range(len(queries))]
+    ranked: list[Ranking] = [Ranking([], [], []) for _ in range(len(queries))]
     pending = np.arange(len(queries))
     fetch = min(k * overfetch, index.n_items)
     while len(pending):
         hits = strategy.search(index, queries[pending], probs[pending], [routed[i] for i in pending], fetch)
         short = []
         for qi, h in zip(pending, hits, strict=True):
-            products, _ = dedupe_by_product(h.item_ids, h.scores, index.item_product)
-            if len(products) < k and len(h.item_ids) >= fetch and fetch < index.n_items:
+            keep = best_item_per_product(h.item_ids, h.scores, index.item_product)[:k]
+            if len(keep) < k and len(h.item_ids) >= fetch and fetch < index.n_items:
                 short.append(qi)  # the pool may hold more products: fetch deeper
             else:
-                ranked[qi] = products[:k].tolist()
+                items = h.item_ids[keep]
+                ranked[qi] = Ranking(index.item_product[items].tolist(), h.scores[keep].tolist(), items.tolist())
         pending = np.asarray(short, dtype=np.int64)
         fetch = min(fetch * FETCH_GROWTH, index.n_items)
     return ranked, routed
+
+
+def run_strategy(
+    strategy: Strategy,
+    index: PartitionedIndex,
+    query_emb: np.ndarray,
+    probs: np.ndarray,
+    k: int,
+    true_partition: np.ndarray | None = None,
+    overfetch: int = DEFAULT_OVERFETCH,
+) -> tuple[list[list[Hashable]], list[Route]]:
+    """(top-k product ids per query, best first; the routes): :func:`rank` without scores."""
+    ranked, routed = rank(strategy, index, query_emb, probs, k, true_partition, overfetch)
+    return [r.products for r in ranked], routed
 
 
 def routing_decomposition(

@@ -96,18 +96,22 @@ def dedupe_by_product(
 
     ``item_ids`` must already be sorted best first: a product's first occurrence is its best image.
     """
+    keep = best_item_per_product(item_ids, scores, item_product)
+    return np.asarray(item_product)[np.asarray(item_ids)[keep]], np.asarray(scores)[keep]
+
+
+def best_item_per_product(item_ids: np.ndarray, scores: np.ndarray, item_product: np.ndarray) -> np.ndarray:
+    """Positions (into ``item_ids``) of each product's first valid item, in rank order."""
     item_ids = np.asarray(item_ids)
     scores = np.asarray(scores)
     if item_ids.shape != scores.shape or item_ids.ndim != 1:
         raise ValueError(f"item_ids {item_ids.shape} and scores {scores.shape} must be 1-D of the same length")
-    valid = item_ids >= 0
-    item_ids, scores = item_ids[valid], scores[valid]
-    products = np.asarray(item_product)[item_ids]
+    valid = np.flatnonzero(item_ids >= 0)
+    products = np.asarray(item_product)[item_ids[valid]]
     seen: set[Hashable] = set()
     keep: list[int] = []
-    for pos, product in enumerate(products.tolist()):
+    for pos, product in zip(valid.tolist(), products.tolist(), strict=True):
         if product not in seen:
             seen.add(product)
             keep.append(pos)
-    keep_arr = np.asarray(keep, dtype=np.int64)
-    return products[keep_arr], scores[keep_arr]
+    return np.asarray(keep, dtype=np.int64)

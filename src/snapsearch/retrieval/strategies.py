@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -41,6 +42,9 @@ def _by_probability(probs: np.ndarray) -> np.ndarray:
 class Strategy(ABC):
     """Decides, per query, the partitions to search; the default ranking is the index's merged similarity."""
 
+    # Whether the strategy reads the gate's probabilities: a serving path skips the classifier when not.
+    uses_gate: ClassVar[bool] = True
+
     @abstractmethod
     def route(self, probs: np.ndarray, true_partition: np.ndarray | None = None) -> list[Route]:
         """Partitions to search per query, most probable first; None means global search."""
@@ -55,6 +59,8 @@ class Strategy(ABC):
 @dataclass(frozen=True)
 class GlobalSearch(Strategy):
     """The baseline: one search over the whole pool, the classifier ignored."""
+
+    uses_gate: ClassVar[bool] = False
 
     def route(self, probs: np.ndarray, true_partition: np.ndarray | None = None) -> list[Route]:
         return [None] * len(check_probs(probs))

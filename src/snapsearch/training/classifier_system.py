@@ -14,9 +14,9 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
-from snapsearch.evaluation.classifier_metrics import ECE_BINS, TOP_K
 from snapsearch.models.backbone import create_backbone
 from snapsearch.models.classifier import CategoryClassifier
+from snapsearch.models.classifier_metrics import ECE_BINS, TOP_K
 from snapsearch.training.base import SnapSystem
 from snapsearch.training.optim import START_EPOCH, configure_optimization
 

@@ -21,10 +21,13 @@ def evaluations_dir(run_dir: str | None, bundle: str | None) -> str:
 
 def register_resolvers() -> None:
     """``${pid:}`` keeps run folders unique under parallel jobs; ``${evaluations_dir:run,bundle}`` places
-    evaluation reports; ``${optuna_direction:max}`` maps ``monitor.mode`` onto the Optuna sweeper's words."""
+    evaluation reports; ``${or_else:value,default}`` picks the default for a null value (a train run's
+    folder); ``${optuna_direction:max}`` maps ``monitor.mode`` onto the Optuna sweeper's words."""
     if not OmegaConf.has_resolver("pid"):
         OmegaConf.register_new_resolver("pid", lambda: os.getpid())
     if not OmegaConf.has_resolver("evaluations_dir"):
         OmegaConf.register_new_resolver("evaluations_dir", evaluations_dir)
+    if not OmegaConf.has_resolver("or_else"):
+        OmegaConf.register_new_resolver("or_else", lambda value, default: default if value is None else value)
     if not OmegaConf.has_resolver("optuna_direction"):
         OmegaConf.register_new_resolver("optuna_direction", lambda mode: _DIRECTIONS[mode])

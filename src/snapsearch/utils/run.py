@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,14 +41,27 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None, order: Seque
         atomic_write_text(save_to, cap.get())
 
 
+# Errors a user causes (a bad path, manifest, bundle or config): the project raises them with a message that
+# says what to do, so the user sees that one line and a non-zero exit, not a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERROR_EXIT = 2
+DEBUG_ENV = "SNAPSEARCH_DEBUG"
+
+
 def task_wrapper(fn: F) -> F:
-    """Log any failure with its run directory and always close the wandb run, so a failed job in a sweep
-    leaves a readable log and does not poison the next job."""
+    """Turn a user's error into its one-line message and exit status 2 (``SNAPSEARCH_DEBUG=1`` re-raises it
+    with the traceback), log any other failure with its traceback, and always close the wandb run, so a
+    failed job in a sweep leaves a readable log and does not poison the next job."""
 
     @functools.wraps(fn)
     def wrapped(cfg: DictConfig, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(cfg, *args, **kwargs)
+        except USER_ERRORS as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            log.error("%s: %s", type(err).__name__, err)
+            raise SystemExit(USER_ERROR_EXIT) from None
         except Exception:
             log.exception("task failed; its outputs are in %s", cfg.paths.output_dir)
             raise

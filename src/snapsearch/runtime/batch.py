@@ -1,4 +1,5 @@
-"""Batch inference of a runtime over manifest rows: every image decoded and preprocessed once per contract."""
+"""Batch inference of a runtime over manifest rows: every image decoded and preprocessed once per contract,
+with progress shown (a catalog of millions of images takes hours)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,21 @@ import pandas as pd
 from torch.utils.data import DataLoader
 
 from snapsearch.data.dataset import LabelMaps, ManifestDataset, collate_skipping_bad
-from snapsearch.deploy.runtime import CascadeRuntime
+from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.utils.progress import track
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchIO:
+    """How images reach a runtime in batches: batch size, loader workers, and the decoding limits of the
+    run's data config (``max_image_pixels``, ``draft_decode``), so batches decode exactly as one photo does."""
+
+    batch_size: int
+    workers: int
+    max_pixels: int
+    draft: bool
 
 
 @dataclass
@@ -25,35 +38,26 @@ class Outputs:
     skipped: int
 
 
-def _loader(
-    frame: pd.DataFrame, labels: LabelMaps, preprocess, batch_size: int, workers: int, max_pixels: int, draft: bool
-) -> DataLoader:
+def _loader(frame: pd.DataFrame, labels: LabelMaps, preprocess, io: BatchIO) -> DataLoader:
     ds = ManifestDataset(
         frame,
         labels,
         preprocess.eval_transform(),
-        max_pixels=max_pixels,
-        draft_size=preprocess.resize_size if draft else None,
+        max_pixels=io.max_pixels,
+        draft_size=preprocess.resize_size if io.draft else None,
     )
-    return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping_bad)
+    return DataLoader(ds, batch_size=io.batch_size, num_workers=io.workers, collate_fn=collate_skipping_bad)
 
 
 def run_inference(
-    runtime: CascadeRuntime,
-    frame: pd.DataFrame,
-    labels: LabelMaps,
-    *,
-    classify: bool,
-    batch_size: int,
-    workers: int,
-    max_pixels: int,
-    draft: bool,
+    runtime: CascadeRuntime, frame: pd.DataFrame, labels: LabelMaps, *, classify: bool, io: BatchIO, what: str
 ) -> Outputs:
-    """Embed (and optionally classify) every image of ``frame``. One decode serves both models when their
-    preprocessing contracts agree (the common case: one backbone family)."""
+    """Embed (and optionally classify) every image of ``frame``, showing progress as ``what``. One decode
+    serves both models when their preprocessing contracts agree (the common case: one backbone family)."""
     shared = runtime.classifier_preprocess == runtime.embedder_preprocess
     rows, embs, probs, skipped = [], [], [], 0
-    for batch in _loader(frame, labels, runtime.embedder_preprocess, batch_size, workers, max_pixels, draft):
+    batches = _loader(frame, labels, runtime.embedder_preprocess, io)
+    for batch in track(batches, len(frame), what, unit_size=io.batch_size):
         skipped += batch["n_skipped"]
         if batch["image"].shape[0] == 0:
             continue
@@ -63,7 +67,8 @@ def run_inference(
         if classify and shared:
             probs.append(runtime.classify(x))
     if classify and not shared:
-        for batch in _loader(frame, labels, runtime.classifier_preprocess, batch_size, workers, max_pixels, draft):
+        batches = _loader(frame, labels, runtime.classifier_preprocess, io)
+        for batch in track(batches, len(frame), f"{what} (classifier input)", unit_size=io.batch_size):
             if batch["image"].shape[0]:
                 probs.append(runtime.classify(batch["image"].numpy()))
     if skipped:

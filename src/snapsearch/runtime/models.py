@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from snapsearch.data.preprocess import Preprocess
-from snapsearch.deploy.bundle import BundleError, read_bundle
 from snapsearch.models.artifact import fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
+from snapsearch.runtime.bundle import BundleError, read_bundle
 
 BUNDLE_RUNTIMES = ("onnx", "onnx_int8", "torchscript")
 
@@ -137,11 +137,12 @@ def load_runner(path: Path, input_name: str) -> Callable[[np.ndarray], np.ndarra
 class BundleRuntime:
     """TorchScript or onnxruntime on an export bundle: no Lightning, no training code, no timm."""
 
-    def __init__(self, bundle_dir: str | Path, runtime: str) -> None:
+    def __init__(self, bundle_dir: str | Path, runtime: str, meta: dict[str, Any] | None = None) -> None:
+        """``meta``: the bundle's already verified ``bundle.json``; None verifies the bundle here."""
         if runtime not in BUNDLE_RUNTIMES:
             raise ValueError(f"runtime={runtime!r} cannot run a bundle; use one of {BUNDLE_RUNTIMES}")
         bundle_dir = Path(bundle_dir)
-        meta = read_bundle(bundle_dir)
+        meta = read_bundle(bundle_dir) if meta is None else meta
         cls_meta, emb_meta = meta["models"]["classifier"], meta["models"]["embedder"]
         for kind, m in (("classifier", cls_meta), ("embedder", emb_meta)):
             if runtime not in m["files"]:

@@ -1,0 +1,299 @@
+"""The ``Cascade``: one photo in, ranked products out. Every caller ranks through it (the evaluator, export
+verification, ``search.py``, the service), so a photo is never ranked two ways.
+
+A cascade holds a runtime (eager PyTorch, TorchScript or onnxruntime), the partitioned index of the catalog,
+the product table the index points into, and the routing strategies it may use. Open one with
+:meth:`Cascade.from_run` or :meth:`Cascade.from_bundle`.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from snapsearch.data.dataset import LabelMaps
+from snapsearch.data.image_io import ImageReadError, pil_to_rgb, read_rgb
+from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, PartitionedIndex, Ranking, Route, Strategy, rank
+from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
+from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.search.products import ProductTable
+from snapsearch.search.result import CategoryProbability, ProductHit, Rejection, RouteTaken, SearchResult
+
+QueryImage = str | Path | bytes | Image.Image | np.ndarray
+MS = 1e3
+
+
+class SearchError(ValueError):
+    """A search the caller asked for wrongly (unknown strategy, k out of range); the message says the fix."""
+
+
+def to_rgb(image: QueryImage, *, max_pixels: int, draft_size: int | None) -> np.ndarray:
+    """Any query form as the reader returns files: upright HxWx3 uint8 RGB (ImageReadError when unusable)."""
+    if isinstance(image, Image.Image):
+        if image.width * image.height > max_pixels:
+            raise ImageReadError("<image>", f"image too large: {image.width}x{image.height} pixels")
+        return pil_to_rgb(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ImageReadError("<array>", f"need an HxW or HxWx3/4 uint8 array, got {image.dtype} {image.shape}")
+        return pil_to_rgb(Image.fromarray(image))
+    if isinstance(image, bytes | bytearray | memoryview):
+        return read_rgb(bytes(image), max_pixels=max_pixels, draft_size=draft_size)
+    if isinstance(image, io.IOBase):
+        return read_rgb(image.read(), max_pixels=max_pixels, draft_size=draft_size)
+    return read_rgb(image, max_pixels=max_pixels, draft_size=draft_size)
+
+
+class Cascade:
+    """Runtime + partitioned index + product table + routing strategies.
+
+    Args:
+        runtime: the models (category probabilities and embeddings).
+        index: the catalog's partitioned index; its items point at positions of ``products``.
+        products: the product table (names, categories, catalog images).
+        strategies: routing strategies by name (``global``, ``top1``, ``fusion``...).
+        default_strategy: the one :meth:`search` uses when none is named.
+        max_pixels: larger images are refused before they are decoded.
+        draft_decode: let JPEG decoding downscale (as the evaluation data pipeline does), so a photo is
+            decoded exactly as the evaluator decodes it.
+        overfetch: raw items fetched per wanted product before de-duplication.
+        rejection: per strategy, the score below which the answer is "not in our catalog".
+        shown_categories: how many of the most probable categories a result lists.
+        k_max: the largest k a search may ask for.
+        lock: guards the index and product table against a concurrent catalog change (the live catalog's).
+        pool_skipped: catalog images skipped as unreadable when the index was built (reported).
+    """
+
+    def __init__(
+        self,
+        runtime: CascadeRuntime,
+        index: PartitionedIndex,
+        products: ProductTable,
+        strategies: Mapping[str, Strategy],
+        default_strategy: str,
+        *,
+        max_pixels: int,
+        draft_decode: bool,
+        overfetch: int = DEFAULT_OVERFETCH,
+        rejection: Mapping[str, float] | None = None,
+        shown_categories: int = 5,
+        k_max: int = 100,
+        lock: AbstractContextManager[Any] | None = None,
+        pool_skipped: int = 0,
+    ) -> None:
+        if list(runtime.categories) != list(products.categories) or index.n_partitions != len(products.categories):
+            raise ValueError(
+                f"the runtime's {len(runtime.categories)} categories, the product table's "
+                f"{len(products.categories)} and the index's {index.n_partitions} partitions differ: "
+                "they come from different runs"
+            )
+        if default_strategy not in strategies:
+            raise SearchError(f"default strategy {default_strategy!r} is not one of {sorted(strategies)}")
+        self.runtime = runtime
+        self.index = index
+        self.products = products
+        self.strategies = dict(strategies)
+        self.default_strategy = default_strategy
+        self.max_pixels = max_pixels
+        self.draft_decode = draft_decode
+        self.overfetch = overfetch
+        self.rejection = dict(rejection or {})
+        self.shown_categories = shown_categories
+        self.k_max = k_max
+        self.lock = lock if lock is not None else nullcontext()
+        self.pool_skipped = pool_skipped
+        self._pre_c = runtime.classifier_preprocess.eval_transform()
+        self._pre_e = runtime.embedder_preprocess.eval_transform()
+        self._shared_input = runtime.classifier_preprocess == runtime.embedder_preprocess
+        self._infer_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def from_run(cls, run_dir: str | Path, **options: Any) -> Cascade:
+        """A train run directory's eager models and its catalog (see :func:`snapsearch.search.sources.open_run`
+        for the options)."""
+        from snapsearch.search.sources import open_run
+
+        return open_run(cls, run_dir, **options)
+
+    @classmethod
+    def from_bundle(cls, bundle_dir: str | Path, runtime: str = "onnx", **options: Any) -> Cascade:
+        """An export bundle's TorchScript or onnxruntime models and its catalog (verified first; see
+        :func:`snapsearch.search.sources.open_bundle` for the options)."""
+        from snapsearch.search.sources import open_bundle
+
+        return open_bundle(cls, bundle_dir, runtime=runtime, **options)
+
+    # ------------------------------------------------------------------ one photo
+    @property
+    def draft_size(self) -> int | None:
+        return self.runtime.embedder_preprocess.resize_size if self.draft_decode else None
+
+    def check_request(self, k: int, strategy: str | None) -> str:
+        """The strategy name to use; SearchError for an unknown one, an evaluation-only one or a bad k."""
+        name = self.default_strategy if strategy is None else strategy
+        if name not in self.strategies:
+            raise SearchError(f"unknown strategy {name!r}; use one of {sorted(self.searchable())}")
+        if isinstance(self.strategies[name], Oracle):
+            raise SearchError(f"strategy {name!r} routes by the true category: evaluation only")
+        if not 1 <= k <= self.k_max:
+            raise SearchError(f"k={k}: ask for 1 to {self.k_max} products")
+        return name
+
+    def searchable(self) -> list[str]:
+        """Strategies a photo can be searched with (the oracle needs the true category)."""
+        return [n for n, s in self.strategies.items() if not isinstance(s, Oracle)]
+
+    def search(self, image: QueryImage, k: int = 10, strategy: str | None = None) -> SearchResult:
+        """Rank the catalog's products for one photo (a path, its bytes, a PIL image or an RGB array)."""
+        name = self.check_request(k, strategy)
+        t0 = time.perf_counter()
+        rgb = to_rgb(image, max_pixels=self.max_pixels, draft_size=self.draft_size)
+        xc, xe = self.preprocess([rgb])
+        t1 = time.perf_counter()
+        probs, emb, classify_s, embed_s = self.infer(xc, xe, classify=self.strategies[name].uses_gate)
+        t2 = time.perf_counter()
+        with self.lock:
+            (ranking,), (route,) = self.rank(emb, probs, k, name)
+            result = self.result(ranking, route, probs[0], name)
+        t3 = time.perf_counter()
+        result.timings_ms = {
+            "decode": MS * (t1 - t0),
+            "classify": MS * classify_s,
+            "embed": MS * embed_s,
+            "search": MS * (t3 - t2),
+            "total": MS * (t3 - t0),
+        }
+        result.image = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+        return result
+
+    def search_batch(
+        self, images: Sequence[QueryImage], k: int = 10, strategy: str | None = None
+    ) -> list[SearchResult]:
+        """Rank for several photos with one batched forward pass (timings are the batch's, per photo)."""
+        name = self.check_request(k, strategy)
+        if not images:
+            return []
+        t0 = time.perf_counter()
+        rgbs = [to_rgb(im, max_pixels=self.max_pixels, draft_size=self.draft_size) for im in images]
+        xc, xe = self.preprocess(rgbs)
+        t1 = time.perf_counter()
+        probs, emb, classify_s, embed_s = self.infer(xc, xe, classify=self.strategies[name].uses_gate)
+        t2 = time.perf_counter()
+        with self.lock:
+            rankings, routes = self.rank(emb, probs, k, name)
+            results = [self.result(r, rt, p, name) for r, rt, p in zip(rankings, routes, probs, strict=True)]
+        t3 = time.perf_counter()
+        per = {"decode": t1 - t0, "classify": classify_s, "embed": embed_s, "search": t3 - t2, "total": t3 - t0}
+        for result, rgb in zip(results, rgbs, strict=True):
+            result.timings_ms = {stage: MS * s / len(images) for stage, s in per.items()}
+            result.image = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+        return results
+
+    # ------------------------------------------------------------------ the stages
+    def preprocess(self, rgbs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs (classifier's, embedder's) under each model's preprocessing contract."""
+        xe = np.stack([self._pre_e(image=im)["image"].numpy() for im in rgbs])
+        xc = xe if self._shared_input else np.stack([self._pre_c(image=im)["image"].numpy() for im in rgbs])
+        return xc, xe
+
+    def infer(
+        self, xc: np.ndarray, xe: np.ndarray, *, classify: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(probabilities, embeddings, classify seconds, embed seconds). ``classify=False`` (a strategy that
+        ignores the gate) skips the classifier: the probabilities are uniform and cost nothing. A shared-trunk
+        runtime computes both in one pass, reported under ``embed`` (the head adds no separate stage)."""
+        with self._infer_lock:  # one forward pass at a time: the 2 cores are better used by intra-op threads
+            joint = getattr(self.runtime, "classify_and_embed", None)
+            t0 = time.perf_counter()
+            if joint is not None:
+                probs, emb = joint(xe)
+                return probs, emb, 0.0, time.perf_counter() - t0
+            classify_s = 0.0
+            if classify:
+                probs = self.runtime.classify(xc)
+                classify_s = time.perf_counter() - t0
+            else:
+                n_cat = len(self.products.categories)
+                probs = np.full((len(xe), n_cat), 1.0 / n_cat, np.float32)
+            t1 = time.perf_counter()
+            emb = self.runtime.embed(xe)
+            return probs, emb, classify_s, time.perf_counter() - t1
+
+    def embed_images(self, rgbs: Sequence[np.ndarray]) -> np.ndarray:
+        """Embeddings of decoded images (catalog images added live go through the same contract)."""
+        _, xe = self.preprocess(rgbs)
+        with self._infer_lock:
+            return self.runtime.embed(xe)
+
+    def infer_frame(self, frame: pd.DataFrame, labels: LabelMaps, io: BatchIO, *, classify: bool, what: str) -> Outputs:
+        """Batched :meth:`infer` over manifest rows (the evaluator's queries), with progress."""
+        return run_inference(self.runtime, frame, labels, classify=classify, io=io, what=what)
+
+    def rank(
+        self, emb: np.ndarray, probs: np.ndarray, k: int, strategy: str, true_partition: np.ndarray | None = None
+    ) -> tuple[list[Ranking], list[Route]]:
+        """Rank products for already computed embeddings and probabilities: what :meth:`search` does after
+        the models, and what the evaluator runs for every strategy on the same outputs."""
+        return rank(self.strategies[strategy], self.index, emb, probs, k, true_partition, self.overfetch)
+
+    def result(self, ranking: Ranking, route: Route, probs: np.ndarray, strategy: str) -> SearchResult:
+        """The typed answer for one ranked query (call under :attr:`lock`: it reads the product table)."""
+        products = [self.products[int(p)] for p in ranking.products]
+        hits = [
+            ProductHit(
+                rank=i + 1,
+                product_id=p.product_id,
+                name=p.name,
+                category=p.category,
+                score=float(score),
+                image_id=p.image_id,
+            )
+            for i, (p, score) in enumerate(zip(products, ranking.scores, strict=True))
+        ]
+        gated = self.strategies[strategy].uses_gate
+        order = np.argsort(-probs, kind="stable")[: self.shown_categories if gated else 0]
+        categories = [CategoryProbability(self.products.categories[c], float(probs[c])) for c in order]
+        partitions = [] if route is None else [self.products.categories[p] for p in route]
+        threshold = self.rejection.get(strategy)
+        rejection = None
+        if threshold is not None:
+            rejection = Rejection(score=float(ranking.scores[0]) if hits else None, threshold=threshold)
+        return SearchResult(
+            products=hits,
+            categories=categories,
+            route=RouteTaken(strategy=strategy, partitions=partitions, fallback_to_global=route is None),
+            timings_ms={},
+            rejection=rejection,
+            product_index=[int(p) for p in ranking.products],
+        )
+
+    def info(self) -> dict[str, Any]:
+        """What this cascade serves, JSON-ready (``GET /info``)."""
+        with self.lock:
+            sizes = np.bincount(
+                self.index.item_partition[~getattr(self.index, "removed", np.zeros(self.index.n_items, bool))],
+                minlength=self.index.n_partitions,
+            )
+            return {
+                "runtime": self.runtime.name,
+                "strategies": self.searchable(),
+                "default_strategy": self.default_strategy,
+                "categories": list(self.products.categories),
+                "n_products": self.products.n_live,
+                "n_items": int(sizes.sum()),
+                "partition_sizes": {c: int(n) for c, n in zip(self.products.categories, sizes, strict=True)},
+                "index": {"factory": self.index.factory, "metric": self.index.metric},
+                "embedding_dim": self.runtime.embedding_dim,
+                "rejection": self.rejection,
+                "k_max": self.k_max,
+            }

@@ -1,0 +1,219 @@
+"""Open a :class:`~snapsearch.search.cascade.Cascade` from a train run directory or an export bundle.
+
+A bundle is verified (every file against its sha256) before anything in it is read. The catalog index is
+loaded when one is given or shipped (``include_index=true`` at export), else built by embedding the
+catalog images of the source's manifest (with progress: expect minutes per 10k images on a CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from snapsearch.data.dataset import LabelMaps
+from snapsearch.data.protocols import known_rows
+from snapsearch.data.sources import load_manifest
+from snapsearch.retrieval import Adaptive, Conformal, Fusion, GlobalSearch, PartitionedIndex, Strategy, Top1, TopK
+from snapsearch.runtime.batch import BatchIO, run_inference
+from snapsearch.runtime.bundle import BundleError, read_bundle
+from snapsearch.runtime.factory import run_runtime
+from snapsearch.runtime.models import BundleRuntime, CascadeRuntime
+from snapsearch.search.catalog_index import IndexSpec, embed_pool, label_indices, shards_index
+from snapsearch.search.products import PRODUCTS_FILE, ProductTable
+from snapsearch.utils.layout import BundleDir, RunDir
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+
+
+class SourceError(ValueError):
+    """A run directory or bundle that cannot be opened; the message says what is missing and what to do."""
+
+
+def default_strategies() -> dict[str, Strategy]:
+    """Every strategy a photo can be searched with, each with its documented defaults (the conformal one
+    joins when calibration photos are at hand)."""
+    return {"global": GlobalSearch(), "top1": Top1(), "topk": TopK(), "adaptive": Adaptive(), "fusion": Fusion()}
+
+
+def catalog_pool(manifest: pd.DataFrame, labels: LabelMaps) -> pd.DataFrame:
+    """The catalog images (the search pool a service answers from) of products the models know."""
+    return known_rows(manifest[manifest["domain"] == "catalog"], labels)
+
+
+def calibration_photos(manifest: pd.DataFrame, labels: LabelMaps) -> pd.DataFrame:
+    """Validation photos: what conformal sets and rejection thresholds are calibrated on (never test)."""
+    return known_rows(manifest[(manifest["domain"] == "query") & (manifest["split"] == "val")], labels)
+
+
+def calibrate(
+    strategies: Mapping[str, Strategy],
+    runtime: CascadeRuntime,
+    photos: pd.DataFrame | None,
+    labels: LabelMaps,
+    io: BatchIO,
+) -> dict[str, Strategy]:
+    """Fit the unfitted conformal strategies on ``photos``; without photos they are dropped (logged)."""
+    out = dict(strategies)
+    pending = [n for n, s in out.items() if isinstance(s, Conformal) and s.threshold is None]
+    if not pending:
+        return out
+    if photos is None or photos.empty:
+        log.warning("no validation photos to calibrate %s: dropped (set their threshold to keep them)", pending)
+        return {n: s for n, s in out.items() if n not in pending}
+    c_out = run_inference(runtime, photos, labels, classify=True, io=io, what="calibration photos")
+    truth = label_indices(photos.loc[c_out.rows], labels)[0]
+    for name in pending:
+        out[name].fit(c_out.probs, truth)  # type: ignore[union-attr]
+    return out
+
+
+def _options(
+    data_cfg: DictConfig,
+    batch_size: int,
+    num_workers: int,
+) -> BatchIO:
+    return BatchIO(batch_size, num_workers, int(data_cfg.max_image_pixels), bool(data_cfg.draft_decode))
+
+
+def _index(
+    runtime: CascadeRuntime,
+    index_path: str | Path | None,
+    shards: str | Path | None,
+    pool: pd.DataFrame | None,
+    labels: LabelMaps,
+    spec: IndexSpec,
+    io: BatchIO,
+) -> tuple[PartitionedIndex, int]:
+    """(the index, pool images skipped as unreadable while building it)."""
+    if index_path is not None:
+        index = PartitionedIndex.load(
+            index_path, expected_embedder_checksum=runtime.embedder_fingerprint, expected_dim=runtime.embedding_dim
+        )
+        if pool is not None and index.n_items != len(pool):
+            raise SourceError(
+                f"index at {index_path} holds {index.n_items} items, the pool has {len(pool)} images; "
+                "drop index_path to build the index for this pool"
+            )
+        return index, 0
+    if pool is None or pool.empty:
+        raise SourceError("no catalog index was given and the manifest holds no catalog image to build one from")
+    if shards is not None:
+        return shards_index(spec, runtime, pool, labels, Path(shards))
+    return embed_pool(spec, runtime, pool, labels, io)
+
+
+def open_run(
+    cls: type[C],
+    run_dir: str | Path,
+    *,
+    embedder: str = "trained",
+    generic_embedder: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+    data: DictConfig | None = None,
+    pool: pd.DataFrame | None = None,
+    index_path: str | Path | None = None,
+    shards: str | Path | None = None,
+    index: IndexSpec | None = None,
+    strategies: Mapping[str, Strategy] | None = None,
+    default_strategy: str = "top1",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    **cascade_options: Any,
+) -> C:
+    """A cascade on a run directory's eager models.
+
+    Args:
+        embedder, generic_embedder, device: which runtime (see :func:`snapsearch.runtime.factory.run_runtime`).
+        data: a data config to read instead of the run's own (another manifest).
+        pool: the manifest rows to index; None means the catalog images.
+        index_path: a saved index to load instead of building one (refused if another embedder built it).
+        shards: build the index from ``python embed.py`` shards of ``pool`` instead of embedding it here.
+        index: how to build the index (faiss factory, metric); None means exact (Flat) cosine search.
+        strategies: routing strategies by name; None means :func:`default_strategies`. Unfitted conformal
+            strategies are calibrated on the run's validation photos.
+        batch_size, num_workers: batched embedding of the pool and the calibration photos.
+        cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``...).
+    """
+    run = RunDir(Path(run_dir))
+    if not run.exists():
+        raise SourceError(f"{run.root} is not a train run directory (no {run.labels.name} / {run.config.name})")
+    data_cfg = data if data is not None else OmegaConf.load(run.config).data
+    labels = LabelMaps.load(run.labels)
+    manifest = load_manifest(data_cfg)
+    runtime = run_runtime(run.root, embedder, generic_embedder, device)
+    io = _options(data_cfg, batch_size, num_workers)
+    pool = catalog_pool(manifest, labels) if pool is None else pool
+    built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io)
+    chosen = calibrate(strategies or default_strategies(), runtime, calibration_photos(manifest, labels), labels, io)
+    return cls(  # type: ignore[call-arg]
+        runtime,
+        built,
+        ProductTable.from_manifest(manifest, labels),
+        chosen,
+        default_strategy,
+        max_pixels=io.max_pixels,
+        draft_decode=io.draft,
+        pool_skipped=skipped,
+        **cascade_options,
+    )
+
+
+def open_bundle(
+    cls: type[C],
+    bundle_dir: str | Path,
+    *,
+    runtime: str = "onnx",
+    data: DictConfig | None = None,
+    pool: pd.DataFrame | None = None,
+    index_path: str | Path | None = None,
+    shards: str | Path | None = None,
+    index: IndexSpec | None = None,
+    strategies: Mapping[str, Strategy] | None = None,
+    default_strategy: str = "top1",
+    batch_size: int = 64,
+    num_workers: int = 0,
+    **cascade_options: Any,
+) -> C:
+    """A cascade on an export bundle (verified before anything in it is read).
+
+    The product table is the bundle's ``products.json``; the index is ``index_path``, else the bundle's own
+    (``include_index=true`` at export), else built from the catalog images of the bundle's source manifest
+    (``data`` overrides which manifest). Conformal strategies are calibrated when the manifest is readable.
+    Other arguments as in :func:`open_run`.
+    """
+    bundle = BundleDir(Path(bundle_dir))
+    meta = read_bundle(bundle.root)  # integrity first: nothing below reads an unverified file
+    if not (bundle.root / PRODUCTS_FILE).is_file():
+        raise BundleError(f"bundle {bundle.root} has no {PRODUCTS_FILE} (exported by an older version); re-export it")
+    labels = LabelMaps.load(bundle.labels)
+    products = ProductTable.load(bundle.root / PRODUCTS_FILE)
+    models = BundleRuntime(bundle.root, runtime, meta)
+    data_cfg = data if data is not None else OmegaConf.load(bundle.source_config).data
+    io = _options(data_cfg, batch_size, num_workers)
+    shipped = bundle.index if bundle.index.is_dir() and pool is None and shards is None else None
+    manifest = None
+    if (index_path is None and shipped is None) or any(isinstance(s, Conformal) for s in (strategies or {}).values()):
+        manifest = load_manifest(data_cfg)
+    if pool is None and manifest is not None:
+        pool = catalog_pool(manifest, labels)
+    built, skipped = _index(models, index_path or shipped, shards, pool, labels, index or IndexSpec(), io)
+    photos = calibration_photos(manifest, labels) if manifest is not None else None
+    chosen = calibrate(strategies or default_strategies(), models, photos, labels, io)
+    return cls(  # type: ignore[call-arg]
+        models,
+        built,
+        products,
+        chosen,
+        default_strategy,
+        max_pixels=io.max_pixels,
+        draft_decode=io.draft,
+        pool_skipped=skipped,
+        **cascade_options,
+    )

@@ -1,0 +1,1 @@
+"""The service: the Cascade behind FastAPI (search, live catalog, the page at /)."""

@@ -1,0 +1,129 @@
+"""Where things live in a train run directory and in an export bundle: the one owner of those names.
+
+A run directory (``python train.py``) and a bundle (``python export.py``) are both *sources* a cascade can be
+opened from; the names below are the only place their files are spelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+STAGES = ("classifier", "embedder")
+LABELS = "labels.json"
+INDEX = "index"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A train run directory: resolved config, label map, one folder per trained stage, evaluations."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def config_tree(self) -> Path:
+        return self.root / "config_tree.log"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / LABELS
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def augment_preview(self) -> Path:
+        return self.root / "augment_preview.png"
+
+    def stage(self, name: str) -> Path:
+        """The folder of a trained stage (``classifier`` / ``embedder``)."""
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; a run directory holds {STAGES}")
+        return self.root / name
+
+    def stage_config(self, name: str) -> Path:
+        return self.stage(name) / "config.yaml"
+
+    def last_checkpoint(self, name: str) -> Path:
+        return self.stage(name) / "last.ckpt"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / "evaluations"
+
+    @property
+    def bundle(self) -> Path:
+        """Where ``python export.py`` writes the bundle by default."""
+        return self.root / "bundle"
+
+    @property
+    def catalog_changes(self) -> Path:
+        """The live catalog's state when ``serve.py`` serves the run directory itself."""
+        return self.root / "catalog-changes"
+
+    def exists(self) -> bool:
+        return self.labels.is_file() and self.config.is_file()
+
+
+@dataclass(frozen=True)
+class BundleDir:
+    """An export bundle: checksummed models, label map, the training config, optionally the catalog index.
+
+    Nothing inside it is ever edited: live catalog changes go to :attr:`catalog_changes`, *beside* it.
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "bundle.json"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / LABELS
+
+    @property
+    def source_config(self) -> Path:
+        return self.root / "source_config.yaml"
+
+    @property
+    def index(self) -> Path:
+        return self.root / INDEX
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root.with_name(self.root.name + "-evaluations")
+
+    @property
+    def catalog_changes(self) -> Path:
+        """The live catalog's state (products added or removed through the service), beside the bundle."""
+        return self.root.with_name(self.root.name + "-catalog")
+
+
+def resolve_source(run_dir: str | Path | None, bundle: str | Path | None) -> tuple[Path, DictConfig]:
+    """The folder named by exactly one of ``run_dir=`` / ``bundle=``, and the training config it carries."""
+    if (run_dir is None) == (bundle is None):
+        raise ValueError("pass exactly one of run_dir=<train run directory> or bundle=<export bundle>")
+    if bundle is not None:
+        b = BundleDir(Path(bundle))
+        root, labels, config = b.root, b.labels, b.source_config
+    else:
+        r = RunDir(Path(run_dir))  # type: ignore[arg-type]
+        root, labels, config = r.root, r.labels, r.config
+    if not labels.is_file() or not config.is_file():
+        kind = "an export bundle" if bundle is not None else "a train run directory"
+        raise FileNotFoundError(f"{root} is not {kind} (no {labels.name} / {config.name})")
+    return root, OmegaConf.load(config)
