@@ -35,6 +35,14 @@ def test_bundle_contents_and_verification(bundle: Path) -> None:
         assert emb["verification"][fmt]["nn_agreement"] == 1.0
     assert "accuracy" in cls["verification"]["onnx_int8"]
     assert set(meta["versions"]) >= {"torch", "onnx", "onnxruntime", "timm", "opset"}
+    # verified through the Cascade before publishing: every runtime ranks the photos as the run does
+    parity = meta["search_parity"]
+    assert parity["n_photos"] == 8
+    for fmt in ("onnx", "torchscript", "onnx_int8"):
+        for strategy in ("global", "top1", "topk", "adaptive", "fusion"):
+            assert 0.0 <= parity[f"{fmt}/{strategy}"]["topk_agreement"] <= 1.0
+            if fmt != "onnx_int8":
+                assert parity[f"{fmt}/{strategy}"]["top1_agreement"] == 1.0
 
 
 def cls_count(bundle: Path) -> int:

@@ -33,6 +33,8 @@ def test_smoke_run_directory_is_self_describing(smoke_run: Path) -> None:
     assert (smoke_run / "classifier" / "confusion_matrix.png").is_file()
     # a run is one folder: Hydra's record and the log land beside the models, not under logs/
     assert (smoke_run / ".hydra" / "config.yaml").is_file() and (smoke_run / "train.log").is_file()
+    # no terminal here, so training progress is log lines (Rich's bar would print nothing to the file)
+    assert "epoch 0: batch" in (smoke_run / "train.log").read_text()
 
 
 def test_smoke_models_reload_without_lightning(smoke_run: Path) -> None:

@@ -21,6 +21,7 @@ from snapsearch.retrieval.shards import ShardPlan, ids_digest, open_plan, pendin
 from snapsearch.runtime.factory import eager_embedder
 from snapsearch.utils.atomic import ensure_writable_dir
 from snapsearch.utils.layout import LABELS, resolve_source
+from snapsearch.utils.lightning_progress import lightning_progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def run_embed(cfg: DictConfig) -> Path:
             draft_size=preprocess.resize_size if data_cfg.draft_decode else None,
         )
         writer = ShardWriter(folder, plan)
-        trainer = instantiate(cfg.trainer, callbacks=[writer])
+        trainer = instantiate(cfg.trainer, callbacks=[writer, lightning_progress_bar(cfg.progress_every_pct)])
         data = PendingShards(images, plan, pending, cfg.batch_size, cfg.num_workers)
         trainer.predict(EmbedPredictor(embedder), datamodule=data, return_predictions=False)
         trainer.strategy.barrier()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,11 +167,14 @@ def export_bundle(
     quantize_int8: bool,
     atol: float,
     extra_files: dict[str, Path],
+    check: Callable[[Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Export both models of ``run_dir`` into ``out_dir``. ``batch_for[kind]``: real preprocessed images.
 
     Written in a temporary folder and renamed into place only when every export verified, so an
-    interrupted or failed export leaves no half bundle that looks complete.
+    interrupted or failed export leaves no half bundle that looks complete. ``check(folder)`` runs on the
+    complete, unpublished bundle (raise ExportError to refuse it); what it returns is recorded in
+    bundle.json under ``search_parity``.
     """
     classifier, cls_pre = CategoryClassifier.load(run_dir / "classifier")
     embedder, emb_pre = ProductEmbedder.load(run_dir / "embedder")
@@ -210,4 +214,7 @@ def export_bundle(
             "sha256": checksums(tmp),
         }
         (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
+        if check is not None:
+            meta["search_parity"] = check(tmp)
+            (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))  # bundle.json is not checksummed
     return meta

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.data.dataset import LabelMaps, ManifestDataset
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
-from snapsearch.deploy.export import export_bundle
+from snapsearch.deploy.export import ExportError, export_bundle
 from snapsearch.models.artifact import META_FILE
 from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.models import TorchRuntime
+from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec, embed_pool
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
-from snapsearch.search.sources import catalog_pool
+from snapsearch.search.sources import catalog_pool, default_strategies
 from snapsearch.utils.atomic import ensure_writable_dir
 from snapsearch.utils.layout import INDEX, LABELS, STAGES, RunDir
 
@@ -45,6 +47,46 @@ def _catalog_index(
     index, _ = embed_pool(spec, TorchRuntime.from_run_dir(run_dir), catalog, labels, io)
     index.save(out)
     return out
+
+
+def search_parity(
+    run: RunDir, manifest, labels: LabelMaps, photos: list[str], formats: list[str], n_catalog: int, k: int
+) -> Callable[[Path], dict[str, Any]]:
+    """A check of an unpublished bundle through the Cascade: every photo searched with every strategy by the
+    run (eager torch) and by each exported runtime, on one index, must rank the same top product (the full
+    top-k agreement is recorded; int8 models are reported, not gated)."""
+
+    def check(folder: Path) -> dict[str, Any]:
+        pool = catalog_pool(manifest, labels)
+        pool = pool.sample(n=min(n_catalog, len(pool)), random_state=0).sort_index()
+        eager = Cascade.from_run(run.root, pool=pool, strategies=default_strategies(), k_max=k)
+        with tempfile.TemporaryDirectory() as tmp:
+            index = eager.index.save(Path(tmp) / INDEX)
+            exported = {
+                fmt: Cascade.from_bundle(
+                    folder, runtime=fmt, index_path=index, strategies=default_strategies(), k_max=k
+                )
+                for fmt in formats
+            }
+        report: dict[str, Any] = {"n_photos": len(photos), "n_catalog_images": len(pool), "k": k}
+        for name in eager.searchable():
+            reference = [r.product_index for r in eager.search_batch(photos, k=k, strategy=name)]
+            for fmt, cascade in exported.items():
+                ranked = [r.product_index for r in cascade.search_batch(photos, k=k, strategy=name)]
+                top1 = float(np.mean([a[:1] == b[:1] for a, b in zip(ranked, reference, strict=True)]))
+                report[f"{fmt}/{name}"] = {
+                    "top1_agreement": top1,
+                    "topk_agreement": float(np.mean([a == b for a, b in zip(ranked, reference, strict=True)])),
+                }
+                if top1 < 1.0 and fmt != "onnx_int8":
+                    raise ExportError(
+                        f"{fmt} bundle ranks {100 * (1 - top1):.1f}% of {len(photos)} real photos differently "
+                        f"from the run with strategy {name!r}; the export is not published"
+                    )
+        log.info("search parity through the Cascade: %s", report)
+        return report
+
+    return check
 
 
 def run_export(cfg: DictConfig) -> dict[str, Any]:
@@ -75,6 +117,15 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         if cfg.include_index:
             catalog = catalog_pool(manifest, labels)
             extra[INDEX] = _catalog_index(cfg, run_dir, train_cfg, catalog, labels, Path(tmp) / INDEX)
+        check = search_parity(
+            run,
+            manifest,
+            labels,
+            photos["path"].head(cfg.verify.n_images).tolist(),
+            [*cfg.formats, *(["onnx_int8"] if cfg.quantize_int8 else [])],
+            cfg.verify.search_pool,
+            cfg.verify.k,
+        )
         meta = export_bundle(
             run_dir,
             Path(cfg.output),
@@ -85,6 +136,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
             quantize_int8=cfg.quantize_int8,
             atol=cfg.verify.atol,
             extra_files=extra,
+            check=check if cfg.verify.search else None,
         )
     log.info("bundle written to %s", cfg.output)
     for kind, m in meta["models"].items():

@@ -16,7 +16,8 @@ from snapsearch.data.protocols import answerable, query_stream
 from snapsearch.data.sources import load_manifest
 from snapsearch.evaluation.latency import serving_latency
 from snapsearch.evaluation.plots import confusion_matrix_figure, examples_figure
-from snapsearch.evaluation.report import print_table, save_png, write_reports
+from snapsearch.evaluation.rejection import rejection_study
+from snapsearch.evaluation.report import print_table, save_png, write_rankings, write_reports
 from snapsearch.evaluation.scoring import recall1_per_category, score_strategies
 from snapsearch.models.classifier_metrics import classifier_metrics
 from snapsearch.retrieval import GlobalSearch, Oracle, em_prior_correction
@@ -67,7 +68,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data_cfg = cfg.data if cfg.data is not None else train_cfg.data
     labels = LabelMaps.load(source / LABELS)
     manifest = load_manifest(data_cfg)
-    queries, pool, _ = answerable(manifest, cfg.protocol, labels)
+    queries, pool, calib = answerable(manifest, cfg.protocol, labels)
     if queries.empty:
         raise ValueError(f"no test query of the manifest can be scored under protocol={cfg.protocol}; see the log")
     out_dir = Path(cfg.paths.output_dir)
@@ -132,7 +133,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             cascade_name="top1" if "top1" in searchable else searchable[0],
         ),
     }
+    if cfg.rejection.enabled and not calib.empty:
+        v_out = cascade.infer_frame(calib, labels, io, classify=True, what="validation photos")
+        val = (v_out.embeddings, v_out.probs, label_indices(calib.loc[v_out.rows], labels)[1])
+        test = (q_out.embeddings, q_out.probs, label_indices(queries.loc[q_out.rows], labels)[1])
+        rejection = rejection_study(
+            cascade, searchable, val, test, holdout_fraction=cfg.rejection.holdout_fraction, seed=cfg.rejection.seed
+        )
+        results["rejection"] = rejection
     write_reports(results, out_dir)
+    write_rankings(out_dir, queries.loc[q_rows, "image_id"].tolist(), ranked_by, cascade.products)
     _figures(cfg, out_dir, cascade, queries.loc[q_rows, "path"].tolist(), probs, q_part, q_prod, ranked_by)
     print_table(results)
     return results

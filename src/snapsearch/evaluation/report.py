@@ -87,12 +87,42 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"**{lat['overhead_pct']:+.1f}%** (published: +13%). With an index this small the search stage is "
         "negligible: the figure is the classifier's cost, not what a catalog of millions would see.",
         "",
+        *_rejection_section(results.get("rejection")),
         "## Recall@1 per category",
         "",
         _markdown_table(["category", "queries", *strategies], cat_rows),
         "",
     ]
     return "\n".join(parts)
+
+
+def _rejection_section(rejection: dict[str, Any] | None) -> list[str]:
+    """The "not in our catalog" table, when the study ran."""
+    if not rejection:
+        return []
+    rows = [
+        [
+            name,
+            f"{r['threshold']:.4f}",
+            f"{r['test']['out_of_catalog_rejected']:.3f}",
+            f"{r['test']['in_catalog_wrongly_rejected']:.3f}",
+            f"{r['test']['auroc']:.3f}",
+        ]
+        for name, r in rejection["strategies"].items()
+    ]
+    n_held = len(rejection["held_out_products"])
+    return [
+        "## Not in our catalog (rejection)",
+        "",
+        f"{n_held} products ({100 * rejection['holdout_fraction']:.0f}%, seed {rejection['seed']}) held out of the "
+        "pool; each threshold chosen on the validation photos (Youden's J), measured on the test photos. The gate "
+        "was trained on every product: held-out products are unseen by the pool, not by the classifier.",
+        "",
+        _markdown_table(
+            ["strategy", "threshold", "out-of-catalog rejected", "in-catalog wrongly rejected", "AUROC"], rows
+        ),
+        "",
+    ]
 
 
 def print_table(results: dict[str, Any], console: Console | None = None) -> None:
@@ -109,6 +139,16 @@ def write_reports(results: dict[str, Any], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "report.json", json.dumps(results, indent=2, default=float))
     atomic_write_text(out_dir / "report.md", render_markdown(results))
+
+
+def write_rankings(out_dir: Path, image_ids: list[str], ranked_by: dict[str, list[list[int]]], products: Any) -> None:
+    """rankings.json: every query's ranked product ids per strategy (``{strategy: {image_id: [ids]}}``), so
+    a single answer can be checked against what the service or search.py returns for that photo."""
+    out = {
+        name: {q: [products[p].product_id for p in r] for q, r in zip(image_ids, ranked, strict=True)}
+        for name, ranked in ranked_by.items()
+    }
+    atomic_write_text(out_dir / "rankings.json", json.dumps(out))
 
 
 def save_png(fig: Any, path: Path) -> None:

@@ -240,11 +240,19 @@ class Cascade:
         return run_inference(self.runtime, frame, labels, classify=classify, io=io, what=what)
 
     def rank(
-        self, emb: np.ndarray, probs: np.ndarray, k: int, strategy: str, true_partition: np.ndarray | None = None
+        self,
+        emb: np.ndarray,
+        probs: np.ndarray,
+        k: int,
+        strategy: str,
+        true_partition: np.ndarray | None = None,
+        index: PartitionedIndex | None = None,
     ) -> tuple[list[Ranking], list[Route]]:
         """Rank products for already computed embeddings and probabilities: what :meth:`search` does after
-        the models, and what the evaluator runs for every strategy on the same outputs."""
-        return rank(self.strategies[strategy], self.index, emb, probs, k, true_partition, self.overfetch)
+        the models, and what the evaluator runs for every strategy on the same outputs. ``index``: another
+        view of this catalog (e.g. with products held out); None means the cascade's own."""
+        pool = self.index if index is None else index
+        return rank(self.strategies[strategy], pool, emb, probs, k, true_partition, self.overfetch)
 
     def result(self, ranking: Ranking, route: Route, probs: np.ndarray, strategy: str) -> SearchResult:
         """The typed answer for one ranked query (call under :attr:`lock`: it reads the product table)."""
