@@ -26,6 +26,7 @@ from snapsearch.models.embedder import ProductEmbedder
 from snapsearch.runtime.bundle import BUNDLE_FILE, FORMAT_VERSION, checksums
 from snapsearch.runtime.models import load_runner
 from snapsearch.utils.atomic import atomic_dir
+from snapsearch.utils.layout import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,9 @@ def export_bundle(
     complete, unpublished bundle (raise ExportError to refuse it); what it returns is recorded in
     bundle.json under ``search_parity``.
     """
-    classifier, cls_pre = CategoryClassifier.load(run_dir / "classifier")
-    embedder, emb_pre = ProductEmbedder.load(run_dir / "embedder")
+    run = RunDir(run_dir)
+    classifier, cls_pre = CategoryClassifier.load(run.stage("classifier"))
+    embedder, emb_pre = ProductEmbedder.load(run.stage("embedder"))
     options = {"formats": formats, "opset": opset, "quantize_int8": quantize_int8, "atol": atol}
     with atomic_dir(out_dir) as tmp:
         models = {
@@ -187,7 +189,7 @@ def export_bundle(
             | {
                 "categories": classifier.categories,
                 "temperature": float(classifier.temperature),
-                "backbone": _backbone(run_dir / "classifier"),
+                "backbone": _backbone(run.stage("classifier")),
             },
             "embedder": export_model("embedder", embedder, emb_pre, tmp, batch_for["embedder"], None, **options)
             | {
@@ -195,7 +197,7 @@ def export_bundle(
                 "metric": "ip",
                 "normalized": True,
                 "fingerprint": fingerprint(embedder),
-                "backbone": _backbone(run_dir / "embedder"),
+                "backbone": _backbone(run.stage("embedder")),
             },
         }
         for name, src in extra_files.items():

@@ -23,7 +23,7 @@ from snapsearch.search.catalog_index import IndexSpec, embed_pool
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
 from snapsearch.search.sources import catalog_pool, default_strategies
 from snapsearch.utils.atomic import ensure_writable_dir
-from snapsearch.utils.layout import INDEX, LABELS, STAGES, RunDir
+from snapsearch.utils.layout import INDEX, LABELS, SOURCE_CONFIG, STAGES, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         batches[kind], truth = _verification_batch(
             photos, labels, contract, cfg.verify.n_images, train_cfg.data.max_image_pixels
         )
-    extra = {LABELS: run.labels, "source_config.yaml": run.config}
+    extra = {LABELS: run.labels, SOURCE_CONFIG: run.config}
     with tempfile.TemporaryDirectory() as tmp:
         ProductTable.from_manifest(manifest, labels).save(Path(tmp) / PRODUCTS_FILE)
         extra[PRODUCTS_FILE] = Path(tmp) / PRODUCTS_FILE

@@ -16,6 +16,7 @@ from snapsearch.models.artifact import fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
 from snapsearch.runtime.bundle import BundleError, read_bundle
+from snapsearch.utils.layout import RunDir
 
 BUNDLE_RUNTIMES = ("onnx", "onnx_int8", "torchscript")
 
@@ -72,9 +73,10 @@ class TorchRuntime:
         """The run's classifier and embedder; pass ``embedder`` to pair the classifier with another one
         (for instance the generic ImageNet embedder baseline)."""
         run_dir = Path(run_dir)
-        classifier, cls_pre = CategoryClassifier.load(run_dir / "classifier")
+        run = RunDir(Path(run_dir))
+        classifier, cls_pre = CategoryClassifier.load(run.stage("classifier"))
         if embedder is None or embedder_preprocess is None:
-            embedder, embedder_preprocess = ProductEmbedder.load(run_dir / "embedder")
+            embedder, embedder_preprocess = ProductEmbedder.load(run.stage("embedder"))
         return cls(classifier, cls_pre, embedder, embedder_preprocess, device)
 
     @torch.inference_mode()
@@ -98,7 +100,7 @@ class SharedTrunkRuntime(TorchRuntime):
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, device: str = "cpu") -> SharedTrunkRuntime:  # type: ignore[override]
-        classifier, preprocess = CategoryClassifier.load(Path(run_dir) / "classifier")
+        classifier, preprocess = CategoryClassifier.load(RunDir(Path(run_dir)).stage("classifier"))
         return cls(classifier, preprocess, device)
 
     def _pooled(self, batch: np.ndarray) -> torch.Tensor:

@@ -37,6 +37,7 @@ from snapsearch.training.classifier_system import ClassifierSystem
 from snapsearch.training.distributed import gather_unique
 from snapsearch.training.embedder_system import EmbedderSystem
 from snapsearch.utils.atomic import atomic_save, atomic_write_text, ensure_writable_dir
+from snapsearch.utils.layout import LAST_CHECKPOINT, METRICS, RunDir
 from snapsearch.utils.run import instantiate_callbacks, instantiate_loggers, print_config_tree
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def resolve_ckpt_path(ckpt_path: str | None, stage_dir: Path) -> str | None:
     """``last`` means the stage's own last checkpoint in this run directory."""
     if ckpt_path is None:
         return None
-    path = stage_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    path = stage_dir / LAST_CHECKPOINT if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} does not exist; with ckpt_path=last also pass run_dir=<the run to resume>"
@@ -82,7 +83,7 @@ def _augment_preview(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     grid = make_preview_grid(
         frame["path"].tolist(), augment, PREVIEW_AUGMENTED, cfg.seed, max_pixels=cfg.data.max_image_pixels
     )
-    save_grid_png(grid, run_dir / "augment_preview.png")
+    save_grid_png(grid, RunDir(run_dir).augment_preview)
     log_image(loggers, "data/augmentations", grid)
 
 
@@ -128,7 +129,7 @@ def _finish_stage(
     """Record the stage's metrics and log its best checkpoint to wandb as an artifact."""
     ckpt = _checkpointer(trainer)
     best = (ckpt.best_model_path or None) if ckpt is not None else None
-    atomic_write_text(stage_dir / "metrics.json", json.dumps({"best_checkpoint": best, **metrics}, indent=2))
+    atomic_write_text(stage_dir / METRICS, json.dumps({"best_checkpoint": best, **metrics}, indent=2))
     for lg in loggers:
         if isinstance(lg, WandbLogger) and best:
             import wandb
@@ -141,7 +142,7 @@ def _finish_stage(
 
 def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
     """Stage 1: the in-domain category classifier, calibrated by temperature scaling on validation photos."""
-    stage_dir = run_dir / "classifier"
+    stage_dir = RunDir(run_dir).stage("classifier")
     system = ClassifierSystem(
         backbone=_plain(cfg.model.backbone),
         categories=dm.labels.categories,
@@ -180,7 +181,7 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
 
 def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
     """Stage 2: the metric-learning embedder, selected on validation photo -> catalog retrieval."""
-    stage_dir = run_dir / "embedder"
+    stage_dir = RunDir(run_dir).stage("embedder")
     emb_cfg = _plain(cfg.model.embedder)
     system = EmbedderSystem(
         backbone=_plain(cfg.model.backbone),
@@ -233,18 +234,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train every requested stage into one self-describing run directory; return the metrics."""
     check_config(cfg)
     run_dir = ensure_writable_dir(Path(cfg.run_dir or cfg.paths.output_dir).resolve(), "run directory")
-    print_config_tree(cfg, save_to=run_dir / "config_tree.log")
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    print_config_tree(cfg, save_to=RunDir(run_dir).config_tree)
+    run = RunDir(run_dir)
+    atomic_write_text(run.config, OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
     dm = SnapDataModule(cfg.data, cfg.augment, cfg.seed)
-    dm.labels.save(run_dir / "labels.json")
+    dm.labels.save(run.labels)
     loggers = instantiate_loggers(cfg.get("logger"))
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     metrics: dict[str, float] = {}
     for stage in cfg.stages:
         # the stage keeps the config that trained it; the top-level copy is the latest invocation's
-        atomic_write_text(run_dir / stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_text(run.stage_config(stage), OmegaConf.to_yaml(cfg, resolve=True))
         try:
             metrics.update(STAGES[stage](cfg, dm, run_dir, loggers))
         except SIGTERMException as err:  # Lightning stops at the end of the batch; say how to go on
@@ -253,6 +255,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 f"last.ckpt: resume with the same command plus run_dir={run_dir} ckpt_path=last"
             ) from err
     if rank_zero_only.rank == 0:
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write_text(run.metrics, json.dumps(metrics, indent=2))
         log.info("run directory: %s", run_dir)
     return metrics

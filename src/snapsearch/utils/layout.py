@@ -14,6 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 STAGES = ("classifier", "embedder")
 LABELS = "labels.json"
 INDEX = "index"
+SOURCE_CONFIG = "source_config.yaml"
+LAST_CHECKPOINT = "last.ckpt"
+METRICS = "metrics.json"
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class RunDir:
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.json"
+        return self.root / METRICS
 
     @property
     def augment_preview(self) -> Path:
@@ -55,7 +58,7 @@ class RunDir:
         return self.stage(name) / "config.yaml"
 
     def last_checkpoint(self, name: str) -> Path:
-        return self.stage(name) / "last.ckpt"
+        return self.stage(name) / LAST_CHECKPOINT
 
     @property
     def evaluations(self) -> Path:
@@ -97,7 +100,7 @@ class BundleDir:
 
     @property
     def source_config(self) -> Path:
-        return self.root / "source_config.yaml"
+        return self.root / SOURCE_CONFIG
 
     @property
     def index(self) -> Path:
