@@ -32,6 +32,9 @@ def test_evaluate_every_strategy(smoke_run: Path, tmp_path: Path) -> None:
     # routed right x found within = recall@1 of the cascade
     assert top1["routed_right"] * top1["found_within"] == pytest.approx(top1["metrics"]["R@1"], abs=1e-6)
     assert report["strategies"]["global"]["average_improvement"] == pytest.approx(0.0)
+    low, high = top1["intervals"]["metrics"]["R@1"]  # paired bootstrap 95% interval
+    assert low <= top1["metrics"]["R@1"] <= high and high - low < 0.5
+    assert report["strategies"]["global"]["intervals"]["relative"]["R@1"] == [0.0, 0.0]
     assert report["classifier"]["top1"] == pytest.approx(top1["routed_right"], abs=1e-6)
     stages = report["latency"]["stages"]
     assert stages["top1/embed"]["p50_ms"] > 0 and stages["top1/classify"]["p50_ms"] > 0
@@ -76,3 +79,14 @@ def test_evaluate_shared_trunk(smoke_run: Path, tmp_path: Path) -> None:
 def test_evaluate_prior_correction_on_resampled_stream(smoke_run: Path, tmp_path: Path) -> None:
     report = _evaluate(smoke_run, tmp_path, "cascade=top1", "prior_correction=true", "stream.resample_alpha=0.5")
     assert set(report["strategies"]) == {"global", "top1", "top1+em"}
+
+
+def test_evaluate_on_qdrant_matches_flat(smoke_run: Path, tmp_path: Path) -> None:
+    """index=qdrant (embedded, exact) gives the metrics index=flat gives, for every strategy."""
+    pytest.importorskip("qdrant_client")
+    common = ("latency.n_queries=2", "rejection.enabled=false")
+    flat = _evaluate(smoke_run, tmp_path, "index=flat", *common)
+    qdrant = _evaluate(smoke_run, tmp_path, "index=qdrant", *common)
+    assert qdrant["index"]["backend"] == "qdrant"
+    for name, s in flat["strategies"].items():
+        assert qdrant["strategies"][name]["metrics"] == pytest.approx(s["metrics"], abs=1e-9), name

@@ -26,22 +26,29 @@ K = 5
 def grocery_run(grocery: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("grocery")
     run_dir = tmp / "run"
-    run_train(tmp, "experiment=smoke", "data=grocery", "debug=fdr", "logger=csv", f"run_dir={run_dir}")
+    run_train(
+        tmp,
+        "experiment=smoke",
+        "data=grocery",
+        f"data.manifest.root={grocery}",
+        "data.manifest.download=false",
+        "debug=fdr",
+        "logger=csv",
+        f"run_dir={run_dir}",
+    )
     return run_dir
 
 
 def test_search_and_service_rank_as_the_evaluator(grocery_run: Path, grocery: Path, tmp_path: Path) -> None:
     register_resolvers()
-    run_entry(
-        "evaluate.py",
-        tmp_path,
-        f"run_dir={grocery_run}",
-        "latency.n_queries=1",
-        "latency.warmup=0",
-        "rejection.enabled=false",
-        "logger=none",
-    )
+    common = ("latency.n_queries=1", "latency.warmup=0", "rejection.enabled=false", "logger=none")
+    run_entry("evaluate.py", tmp_path, f"run_dir={grocery_run}", "index=flat", *common)
     rankings = json.loads(next((grocery_run / "evaluations").glob("*/rankings.json")).read_text())
+    # Qdrant (embedded: exact search) ranks every photo as FAISS Flat does, for every strategy
+    pytest.importorskip("qdrant_client")
+    run_entry("evaluate.py", tmp_path, f"run_dir={grocery_run}", "index=qdrant", *common)
+    reports = sorted((grocery_run / "evaluations").glob("*/rankings.json"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(reports[-1].read_text()) == rankings
     photos = sorted(rankings["fusion"])[:: len(rankings["fusion"]) // N_PHOTOS][:N_PHOTOS]
     paths = [grocery / "dataset" / image_id for image_id in photos]
 

@@ -12,7 +12,7 @@ from snapsearch.utils.progress import track
 
 def test_plain_progress_lines(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="snapsearch.progress"):
-        items = list(track(range(40), 1000, "embedding the pool", unit_size=25, every_pct=10, tty=False))
+        items = list(track(range(40), 1000, "embedding the pool", size=lambda _: 25, every_pct=10, tty=False))
     assert items == list(range(40))
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 10  # every 10% of 1000 images, batches of 25

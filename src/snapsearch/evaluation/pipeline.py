@@ -58,8 +58,9 @@ def open_cascade(cfg: DictConfig, source: Path, data_cfg: DictConfig, pool, out_
         cascade = Cascade.from_run(
             source, embedder=cfg.embedder, generic_embedder=generic, device=cfg.device, **options
         )
-    if cfg.save_index and cfg.index_path is None:
-        cascade.index.save(out_dir / "index")
+    in_memory = cfg.index.backend == "qdrant" and cfg.index.path is None and cfg.index.url is None
+    if cfg.save_index and cfg.index_path is None and not in_memory:
+        cascade.index.save(out_dir / "index")  # a Qdrant index saves a pointer to its collection
     return cascade
 
 
@@ -104,6 +105,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         ks=cfg.ks,
         baseline=cfg.cascade.baseline,
         improvement_metrics=cfg.improvement_metrics,
+        bootstrap_resamples=cfg.bootstrap.resamples,
+        seed=cfg.bootstrap.seed,
     )
     paths = queries.loc[q_out.rows, "path"].tolist()
     searchable = cascade.searchable()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import binary_auroc, binary_roc
 
-from snapsearch.retrieval.live_index import LiveIndex
+from snapsearch.retrieval.store import VectorStore, excluding
 from snapsearch.search.cascade import Cascade
 
 
@@ -30,7 +30,7 @@ def held_out_products(n_products: int, fraction: float, seed: int) -> np.ndarray
     return np.sort(np.random.default_rng(seed).choice(n_products, size=n, replace=False))
 
 
-def _best_scores(cascade: Cascade, view: LiveIndex, strategy: str, emb: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def _best_scores(cascade: Cascade, view: VectorStore, strategy: str, emb: np.ndarray, probs: np.ndarray) -> np.ndarray:
     rankings, _ = cascade.rank(emb, probs, 1, strategy, index=view)
     return np.array([r.scores[0] if r.scores else -np.inf for r in rankings])
 
@@ -69,8 +69,7 @@ def rejection_study(
     ``val`` and ``test`` are (embeddings, probabilities, true product positions) of photos.
     """
     held = held_out_products(len(cascade.products), holdout_fraction, seed)
-    view = LiveIndex.from_index(cascade.index)
-    view.remove(np.flatnonzero(np.isin(view.item_product, held)))
+    view = excluding(cascade.index, np.flatnonzero(np.isin(cascade.index.item_product, held)))
     out: dict[str, Any] = {
         "holdout_fraction": holdout_fraction,
         "seed": seed,

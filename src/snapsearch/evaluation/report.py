@@ -20,9 +20,29 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}%"
 
 
+def _ci(scores: dict[str, Any], key: tuple[str, ...], fmt: str | None) -> str:
+    """A bootstrap interval as "[low, high]" (percentages when ``fmt`` is None); n/a without intervals."""
+    node: Any = scores.get("intervals")
+    for part in key:
+        node = None if node is None else node.get(part)
+    if node is None:
+        return "n/a"
+    return "[" + ", ".join(_pct(v) if fmt is None else fmt.format(v) for v in node) + "]"
+
+
 def strategy_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the main table: metrics, relative change vs the baseline, routing split."""
-    header = ["strategy", *STRATEGY_COLUMNS, "avg. gain", "routed right", "found within", "partitions", "search p50 ms"]
+    header = [
+        "strategy",
+        *STRATEGY_COLUMNS,
+        "R@1 95% CI",
+        "avg. gain",
+        "avg. gain 95% CI",
+        "routed right",
+        "found within",
+        "partitions",
+        "search p50 ms",
+    ]
     rows = []
     for name, s in results["strategies"].items():
         m = s["metrics"]
@@ -30,7 +50,9 @@ def strategy_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]
             [
                 name,
                 *(f"{m[c]:.3f}" for c in STRATEGY_COLUMNS),
+                _ci(s, ("metrics", "R@1"), "{:.3f}"),
                 _pct(s.get("average_improvement")),
+                _ci(s, ("average_improvement",), None),
                 f"{s['routed_right']:.3f}",
                 f"{s['found_within']:.3f}",
                 f"{s['mean_partitions']:.2f}",

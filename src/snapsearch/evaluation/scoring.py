@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from snapsearch.retrieval import average_improvement, relative_change, retrieval_metrics, routing_decomposition
+from snapsearch.evaluation.uncertainty import paired_bootstrap
+from snapsearch.retrieval import average_improvement, per_query_metrics, relative_change, routing_decomposition
 from snapsearch.search.cascade import Cascade
 
 
@@ -24,11 +25,15 @@ def score_strategies(
     ks: Sequence[int],
     baseline: str,
     improvement_metrics: Sequence[str],
+    bootstrap_resamples: int,
+    seed: int,
 ) -> tuple[dict[str, Any], dict[str, list[list[int]]]]:
-    """Per run name (a strategy, or a strategy on corrected probabilities): its scores; and its rankings.
+    """Per run name (a strategy, or a strategy on corrected probabilities): its scores, with paired
+    bootstrap 95% intervals (``intervals``); and its rankings.
 
     ``runs[name] = (strategy name in the cascade, the gate's probabilities to route with)``.
     """
+    per_query: dict[str, dict[str, np.ndarray]] = {}
     scores: dict[str, Any] = {}
     ranked_by: dict[str, list[list[int]]] = {}
     for name, (strategy, probs) in runs.items():
@@ -37,7 +42,8 @@ def score_strategies(
         search_ms = 1e3 * (time.perf_counter() - t0) / len(true_product)
         ranked = [[int(p) for p in r.products] for r in rankings]
         ranked_by[name] = ranked
-        metrics = retrieval_metrics(ranked, true_product.tolist(), ks=tuple(ks), map_k=k)
+        per_query[name] = per_query_metrics(ranked, true_product.tolist(), ks=tuple(ks), map_k=k)
+        metrics = {m: float(v.mean()) for m, v in per_query[name].items()}
         found = np.array([q in r[: ks[0]] for q, r in zip(true_product, ranked, strict=True)])
         routed_right, found_within = routing_decomposition(routed, true_partition, found)
         n_parts = [cascade.index.n_partitions if r is None else len(r) for r in routed]
@@ -52,6 +58,10 @@ def score_strategies(
     for s in scores.values():
         s["relative"] = relative_change(s["metrics"], base)
         s["average_improvement"] = average_improvement(s["metrics"], base, keys=tuple(improvement_metrics))
+    if bootstrap_resamples > 0:
+        intervals = paired_bootstrap(per_query, baseline, improvement_metrics, resamples=bootstrap_resamples, seed=seed)
+        for name, s in scores.items():
+            s["intervals"] = intervals[name]
     return scores, ranked_by
 
 

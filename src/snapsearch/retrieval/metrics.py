@@ -51,12 +51,22 @@ def retrieval_metrics(
     map_k: int = DEFAULT_MAP_K,
 ) -> dict[str, float]:
     """Recall@k for each k ("R@1", ...), "mAP@{map_k}" and "MRR", averaged over queries."""
+    return {name: float(values.mean()) for name, values in per_query_metrics(ranked, truth, ks, map_k).items()}
+
+
+def per_query_metrics(
+    ranked: Sequence[Sequence[Hashable]],
+    truth: Sequence[Hashable],
+    ks: tuple[int, ...] = DEFAULT_KS,
+    map_k: int = DEFAULT_MAP_K,
+) -> dict[str, np.ndarray]:
+    """Each query's value of every metric of :func:`retrieval_metrics` (what a bootstrap resamples)."""
     if len(ranked) != len(truth) or len(ranked) == 0:
         raise ValueError(f"need one ranked list per query, got {len(ranked)} lists for {len(truth)} queries")
     ranks = [_rank(r, t) for r, t in zip(ranked, truth, strict=True)]
-    out = {f"R@{k}": float(np.mean([r is not None and r <= k for r in ranks])) for k in ks}
-    out[f"mAP@{map_k}"] = float(np.mean([1.0 / r if r is not None and r <= map_k else 0.0 for r in ranks]))
-    out["MRR"] = float(np.mean([1.0 / r if r is not None else 0.0 for r in ranks]))
+    out = {f"R@{k}": np.array([r is not None and r <= k for r in ranks], dtype=np.float64) for k in ks}
+    out[f"mAP@{map_k}"] = np.array([1.0 / r if r is not None and r <= map_k else 0.0 for r in ranks])
+    out["MRR"] = np.array([1.0 / r if r is not None else 0.0 for r in ranks])
     return out
 
 

@@ -49,6 +49,11 @@ def _loader(frame: pd.DataFrame, labels: LabelMaps, preprocess, io: BatchIO) -> 
     return DataLoader(ds, batch_size=io.batch_size, num_workers=io.workers, collate_fn=collate_skipping_bad)
 
 
+def _batch_size(batch: dict) -> int:
+    """Images a collated batch stood for: the readable ones plus the skipped ones."""
+    return int(batch["image"].shape[0]) + int(batch["n_skipped"])
+
+
 def run_inference(
     runtime: CascadeRuntime, frame: pd.DataFrame, labels: LabelMaps, *, classify: bool, io: BatchIO, what: str
 ) -> Outputs:
@@ -57,7 +62,7 @@ def run_inference(
     shared = runtime.classifier_preprocess == runtime.embedder_preprocess
     rows, embs, probs, skipped = [], [], [], 0
     batches = _loader(frame, labels, runtime.embedder_preprocess, io)
-    for batch in track(batches, len(frame), what, unit_size=io.batch_size):
+    for batch in track(batches, len(frame), what, size=_batch_size):
         skipped += batch["n_skipped"]
         if batch["image"].shape[0] == 0:
             continue
@@ -68,7 +73,7 @@ def run_inference(
             probs.append(runtime.classify(x))
     if classify and not shared:
         batches = _loader(frame, labels, runtime.classifier_preprocess, io)
-        for batch in track(batches, len(frame), f"{what} (classifier input)", unit_size=io.batch_size):
+        for batch in track(batches, len(frame), f"{what} (classifier input)", size=_batch_size):
             if batch["image"].shape[0]:
                 probs.append(runtime.classify(batch["image"].numpy()))
     if skipped:

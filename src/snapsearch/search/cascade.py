@@ -22,7 +22,8 @@ from PIL import Image
 
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.image_io import ImageReadError, pil_to_rgb, read_rgb
-from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, PartitionedIndex, Ranking, Route, Strategy, rank
+from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, Ranking, Route, Strategy, rank
+from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
 from snapsearch.search.products import ProductTable
@@ -76,7 +77,7 @@ class Cascade:
     def __init__(
         self,
         runtime: CascadeRuntime,
-        index: PartitionedIndex,
+        index: VectorStore,
         products: ProductTable,
         strategies: Mapping[str, Strategy],
         default_strategy: str,
@@ -246,7 +247,7 @@ class Cascade:
         k: int,
         strategy: str,
         true_partition: np.ndarray | None = None,
-        index: PartitionedIndex | None = None,
+        index: VectorStore | None = None,
     ) -> tuple[list[Ranking], list[Route]]:
         """Rank products for already computed embeddings and probabilities: what :meth:`search` does after
         the models, and what the evaluator runs for every strategy on the same outputs. ``index``: another

@@ -14,21 +14,54 @@ import pandas as pd
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.manifest import category_at
 from snapsearch.retrieval import PartitionedIndex
+from snapsearch.retrieval.qdrant_index import QdrantIndex, QdrantSpec
 from snapsearch.retrieval.shards import ShardMismatchError, ids_digest, iter_shards, read_plan, read_shard
+from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, run_inference
 from snapsearch.runtime.models import CascadeRuntime
 
 log = logging.getLogger(__name__)
 
 
+BACKENDS = ("faiss", "qdrant")
+
+
 @dataclass(frozen=True)
 class IndexSpec:
-    """How to build the index (``conf/index/``): a faiss factory string, the metric, search parameters."""
+    """How to build the index (``conf/index/``): the backend; for FAISS a factory string, the metric and
+    search parameters; for Qdrant where the collection lives (see :class:`QdrantSpec`)."""
 
-    factory: str = "Flat"
+    backend: str = "faiss"
+    factory: str | None = "Flat"
     metric: str = "ip"
     nprobe: int | None = None
     ef_search: int | None = None
+    collection: str = "snapsearch"
+    location: str | None = ":memory:"
+    path: str | None = None
+    url: str | None = None
+    upload_batch: int = 512
+    shard_key_per_category: bool = False
+    shards_per_key: int = 1
+    replication_factor: int = 1
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"index.backend={self.backend!r}; use one of {BACKENDS}")
+        if self.backend == "qdrant" and self.metric != "ip":
+            raise ValueError("the Qdrant index searches by cosine similarity: use index.metric=ip")
+
+    def qdrant(self) -> QdrantSpec:
+        return QdrantSpec(
+            collection=self.collection,
+            location=self.location,
+            path=self.path,
+            url=self.url,
+            upload_batch=self.upload_batch,
+            shard_key_per_category=self.shard_key_per_category,
+            shards_per_key=self.shards_per_key,
+            replication_factor=self.replication_factor,
+        )
 
 
 def label_indices(frame: pd.DataFrame, labels: LabelMaps) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +76,7 @@ def label_indices(frame: pd.DataFrame, labels: LabelMaps) -> tuple[np.ndarray, n
 
 def embed_pool(
     spec: IndexSpec, runtime: CascadeRuntime, pool: pd.DataFrame, labels: LabelMaps, io: BatchIO
-) -> tuple[PartitionedIndex, int]:
+) -> tuple[VectorStore, int]:
     """Embed the pool and index it (tagged with the embedder's fingerprint); also returns how many pool
     images were unreadable and skipped."""
     log.info("embedding %d pool images", len(pool))
@@ -53,7 +86,7 @@ def embed_pool(
 
 def shards_index(
     spec: IndexSpec, runtime: CascadeRuntime, pool: pd.DataFrame, labels: LabelMaps, folder: Path
-) -> tuple[PartitionedIndex, int]:
+) -> tuple[VectorStore, int]:
     """The pool's index built from ``python embed.py`` shards, read one shard at a time; refused when the
     shards are of another pool (order included) or another embedder than the runtime's."""
     plan = read_plan(folder)
@@ -77,9 +110,20 @@ def index_rows(
     chunks: Callable[[], Iterable[np.ndarray]],
     rows: pd.DataFrame,
     labels: LabelMaps,
-) -> PartitionedIndex:
+) -> VectorStore:
     """Index the embeddings of manifest ``rows`` (in that order, as ``chunks`` yields them)."""
     item_part, item_prod = label_indices(rows, labels)
+    metadata = {"image_id": rows["image_id"].to_numpy().astype(str)}
+    if spec.backend == "qdrant":
+        return QdrantIndex.build_streaming(
+            spec.qdrant(),
+            chunks,
+            item_part,
+            item_prod,
+            labels.categories,
+            embedder_checksum=runtime.embedder_fingerprint,
+            metadata=metadata,
+        )
     return PartitionedIndex.build_streaming(
         chunks,
         item_partition=item_part,
@@ -90,5 +134,5 @@ def index_rows(
         nprobe=spec.nprobe,
         ef_search=spec.ef_search,
         embedder_checksum=runtime.embedder_fingerprint,
-        metadata={"image_id": rows["image_id"].to_numpy().astype(str)},
+        metadata=metadata,
     )

@@ -18,18 +18,13 @@ from typing import Any
 import numpy as np
 
 from snapsearch.data.image_io import read_rgb
-from snapsearch.retrieval.live_index import LiveIndex
+from snapsearch.retrieval.store import MutableVectorStore, mutable
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.products import Product
-from snapsearch.utils.atomic import atomic_save, atomic_write_text
+from snapsearch.utils.atomic import atomic_save, atomic_save_arrays, atomic_write_text
 
 CHANGES_FILE = "changes.json"
 FORMAT_VERSION = 1
-
-
-def _save_npy(path: str | Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:  # a file object: np.save would append .npy to a temporary file's name
-        np.save(fh, array, allow_pickle=False)
 
 
 class CatalogChangeError(ValueError):
@@ -47,7 +42,7 @@ class LiveCatalog:
         self.cascade = cascade
         self.folder = Path(folder)
         self.lock = threading.Lock()
-        cascade.index = LiveIndex.from_index(cascade.index)
+        cascade.index = mutable(cascade.index)
         cascade.lock = self.lock
         self._events: list[dict[str, Any]] = []
         self._write_lock = threading.Lock()  # one change at a time is embedded, written and applied
@@ -56,7 +51,7 @@ class LiveCatalog:
             self._replay(json.loads(path.read_text()), path)
 
     @property
-    def index(self) -> LiveIndex:
+    def index(self) -> MutableVectorStore:
         return self.cascade.index  # type: ignore[return-value]
 
     @property
@@ -89,8 +84,8 @@ class LiveCatalog:
             self._check_new(product_id)
             n = len(self._events)
             files = [self._write_bytes(f"images/{n:06d}_{i}.img", data) for i, data in enumerate(images)]
-            emb_file = f"embeddings/{n:06d}.npy"
-            atomic_save(self.folder / emb_file, lambda p: _save_npy(p, embeddings))
+            emb_file = f"embeddings/{n:06d}.npz"
+            atomic_save_arrays(self.folder / emb_file, {"embeddings": embeddings})
             # paths inside the folder are stored relative to it, so the folder can move with its source
             product = Product(product_id, name or product_id, category, partition, f"live/{n:06d}_0", files[0])
             event = {"op": "add", "product": asdict(product), "images": files, "embeddings": emb_file}
@@ -152,5 +147,5 @@ class LiveCatalog:
             )
         for event in state["events"]:
             add = event["op"] == "add"
-            embeddings = np.load(self.folder / event["embeddings"], allow_pickle=False) if add else None
+            embeddings = np.load(self.folder / event["embeddings"], allow_pickle=False)["embeddings"] if add else None
             self._apply(event, embeddings)

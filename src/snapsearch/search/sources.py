@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.protocols import known_rows
 from snapsearch.data.sources import load_manifest
-from snapsearch.retrieval import Adaptive, Conformal, Fusion, GlobalSearch, PartitionedIndex, Strategy, Top1, TopK
+from snapsearch.retrieval import Adaptive, Conformal, Fusion, GlobalSearch, Strategy, Top1, TopK
+from snapsearch.retrieval.store import VectorStore, load_store
 from snapsearch.runtime.batch import BatchIO, run_inference
 from snapsearch.runtime.bundle import BundleError, read_bundle
 from snapsearch.runtime.factory import run_runtime
@@ -90,10 +91,10 @@ def _index(
     labels: LabelMaps,
     spec: IndexSpec,
     io: BatchIO,
-) -> tuple[PartitionedIndex, int]:
+) -> tuple[VectorStore, int]:
     """(the index, pool images skipped as unreadable while building it)."""
     if index_path is not None:
-        index = PartitionedIndex.load(
+        index = load_store(
             index_path, expected_embedder_checksum=runtime.embedder_fingerprint, expected_dim=runtime.embedding_dim
         )
         if pool is not None and index.n_items != len(pool):

@@ -9,8 +9,10 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -84,3 +86,13 @@ def ensure_writable_dir(path: str | Path, what: str) -> Path:
             err.errno, f"the {what} {path} is not writable ({err.strerror or err}); choose a writable folder"
         ) from err
     return path
+
+
+def atomic_save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write an ``.npz`` of named arrays (no pickles) atomically, under exactly ``path``'s name."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to the temporary name
+            np.savez(fh, **arrays)
+
+    atomic_save(path, write)

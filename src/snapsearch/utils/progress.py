@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,13 +18,14 @@ T = TypeVar("T")
 log = logging.getLogger("snapsearch.progress")
 
 
-def _plain(items: Iterable[T], total: int, what: str, every_pct: float, unit_size: int) -> Iterator[T]:
+def _plain(items: Iterable[T], total: int, what: str, every_pct: float, size: Callable[[T], int]) -> Iterator[T]:
     start = time.perf_counter()
     step = max(1, int(total * every_pct / 100))
     next_report = step
-    for n, item in enumerate(items, start=1):
+    done = 0
+    for item in items:
         yield item
-        done = min(total, n * unit_size)
+        done = min(total, done + size(item))
         if done >= next_report or done == total:
             elapsed = time.perf_counter() - start
             rate = done / elapsed if elapsed > 0 else float("inf")
@@ -33,22 +34,32 @@ def _plain(items: Iterable[T], total: int, what: str, every_pct: float, unit_siz
             next_report = done + step
 
 
+def _one(item: object) -> int:
+    return 1
+
+
 def track(
-    items: Iterable[T], total: int, what: str, *, unit_size: int = 1, every_pct: float = 5.0, tty: bool | None = None
+    items: Iterable[T],
+    total: int,
+    what: str,
+    *,
+    size: Callable[[T], int] = _one,
+    every_pct: float = 5.0,
+    tty: bool | None = None,
 ) -> Iterator[T]:
-    """Yield ``items`` while showing progress over ``total`` units (``unit_size`` units per item, e.g. a
-    batch of images). ``tty=None`` asks whether stderr is a terminal."""
+    """Yield ``items`` while showing progress over ``total`` units, ``size(item)`` units per item (e.g. the
+    images of a batch). ``tty=None`` asks whether stderr is a terminal."""
     if total <= 0:
         yield from items
         return
     if tty is None:
         tty = sys.stderr.isatty()
     if not tty:
-        yield from _plain(items, total, what, every_pct, unit_size)
+        yield from _plain(items, total, what, every_pct, size)
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task(what, total=total)
         for item in items:
             yield item
-            bar.advance(task, unit_size)
+            bar.advance(task, size(item))

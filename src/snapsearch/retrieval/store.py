@@ -1,0 +1,90 @@
+"""The vector-store interface every strategy, the Cascade and the live catalog run on, and the helpers that
+pick an implementation: FAISS in-process (:class:`PartitionedIndex`, mutable as :class:`LiveIndex`) or
+Qdrant embedded / server (:class:`QdrantIndex`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from snapsearch.retrieval.index import PartitionedIndex, SearchHits
+from snapsearch.retrieval.live_index import LiveIndex
+from snapsearch.retrieval.qdrant_index import POINTER_FILE, QdrantIndex
+
+
+class VectorStore(Protocol):
+    """Items (vectors with a partition, a product and metadata) searched globally or within partitions."""
+
+    factory: str
+    metric: str
+    embedder_checksum: str | None
+    n_partitions: int
+    item_partition: np.ndarray
+    item_product: np.ndarray
+    metadata: dict[str, np.ndarray]
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def n_items(self) -> int: ...
+
+    def search_global(self, queries: np.ndarray, k: int) -> list[SearchHits]: ...
+
+    def search_partitions(
+        self, queries: np.ndarray, partitions_per_query: Sequence[Sequence[int]], k: int
+    ) -> list[SearchHits]: ...
+
+    def search_routed(
+        self, queries: np.ndarray, routed: Sequence[Sequence[int] | None], k: int
+    ) -> list[SearchHits]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def save(self, path: str | Path) -> Path: ...
+
+
+class MutableVectorStore(VectorStore, Protocol):
+    """A store that takes catalog changes while it serves."""
+
+    removed: np.ndarray
+
+    def add(
+        self,
+        embeddings: np.ndarray,
+        item_partition: np.ndarray,
+        item_product: np.ndarray,
+        metadata: Mapping[str, np.ndarray] | None = None,
+    ) -> np.ndarray: ...
+
+    def remove(self, item_ids: np.ndarray) -> None: ...
+
+
+def load_store(
+    path: str | Path, expected_embedder_checksum: str | None = None, expected_dim: int | None = None
+) -> VectorStore:
+    """A saved FAISS index folder, or a saved pointer to a Qdrant collection."""
+    if (Path(path) / POINTER_FILE).is_file():
+        return QdrantIndex.load(path, expected_embedder_checksum=expected_embedder_checksum)
+    return PartitionedIndex.load(path, expected_embedder_checksum=expected_embedder_checksum, expected_dim=expected_dim)
+
+
+def mutable(store: VectorStore) -> MutableVectorStore:
+    """The store as one that takes changes (a FAISS index becomes a :class:`LiveIndex` over the same data)."""
+    if isinstance(store, LiveIndex | QdrantIndex):
+        return store
+    if isinstance(store, PartitionedIndex):
+        return LiveIndex.from_index(store)
+    raise TypeError(f"{type(store).__name__} takes no catalog changes")
+
+
+def excluding(store: VectorStore, item_ids: np.ndarray) -> VectorStore:
+    """A view of the store that never returns ``item_ids`` (the store itself is unchanged)."""
+    if isinstance(store, QdrantIndex):
+        return store.excluding(item_ids)
+    view = LiveIndex.from_index(store)  # type: ignore[arg-type]
+    view.remove(item_ids)
+    return view
