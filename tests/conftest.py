@@ -71,8 +71,8 @@ def smoke_bundle(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def smoke_manifest(run_dir: Path):
-    """The smoke run's own manifest (the synthetic shop its config names)."""
+def run_manifest(run_dir: Path):
+    """A run's own manifest (the data its config names)."""
     from omegaconf import OmegaConf
 
     from snapsearch.data.sources import load_manifest
@@ -83,7 +83,7 @@ def smoke_manifest(run_dir: Path):
 @pytest.fixture(scope="session")
 def query_photo(smoke_run: Path) -> Path:
     """A real test photo of the synthetic shop (a user-photo-like JPEG)."""
-    m = smoke_manifest(smoke_run)
+    m = run_manifest(smoke_run)
     return Path(m[(m["domain"] == "query") & (m["split"] == "test")]["path"].iloc[0])
 
 

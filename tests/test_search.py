@@ -17,7 +17,7 @@ from snapsearch.runtime.batch import BatchIO
 from snapsearch.search.cascade import Cascade, SearchError
 from snapsearch.search.catalog_index import label_indices
 
-from .conftest import ROOT, smoke_manifest
+from .conftest import ROOT, run_manifest
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_photo_ranks_as_the_evaluator_ranks_it(smoke_run: Path) -> None:
     ranked products for every strategy: a photo is never ranked two ways."""
     cascade = Cascade.from_run(smoke_run)
     labels = LabelMaps.load(smoke_run / "labels.json")
-    m = smoke_manifest(smoke_run)
+    m = run_manifest(smoke_run)
     photos = m[(m["domain"] == "query") & (m["split"] == "test")].head(12)
     io = BatchIO(batch_size=5, workers=0, max_pixels=cascade.max_pixels, draft=cascade.draft_decode)
     out = cascade.infer_frame(photos, labels, io, classify=True, what="test photos")

@@ -43,7 +43,7 @@ def _catalog_index(
 ) -> Path:
     """The catalog's partitioned index built with the run's embedder, for a deployment to ship."""
     io = BatchIO(cfg.batch_size, cfg.num_workers, train_cfg.data.max_image_pixels, train_cfg.data.draft_decode)
-    spec = IndexSpec(**OmegaConf.to_container(cfg.index))
+    spec = IndexSpec.from_config(OmegaConf.to_container(cfg.index))
     index, _ = embed_pool(spec, TorchRuntime.from_run_dir(run_dir), catalog, labels, io)
     index.save(out)
     return out

@@ -18,7 +18,7 @@ from snapsearch.evaluation.latency import serving_latency
 from snapsearch.evaluation.plots import confusion_matrix_figure, examples_figure
 from snapsearch.evaluation.rejection import rejection_study
 from snapsearch.evaluation.report import print_table, save_png, write_rankings, write_reports
-from snapsearch.evaluation.scoring import recall1_per_category, score_strategies
+from snapsearch.evaluation.scoring import partition_size_breakdown, recall1_per_category, score_strategies
 from snapsearch.models.classifier_metrics import classifier_metrics
 from snapsearch.retrieval import GlobalSearch, Oracle, em_prior_correction
 from snapsearch.runtime.batch import BatchIO
@@ -40,7 +40,7 @@ def open_cascade(cfg: DictConfig, source: Path, data_cfg: DictConfig, pool, out_
         "pool": pool,
         "index_path": cfg.index_path,
         "shards": cfg.catalog_shards,
-        "index": IndexSpec(**OmegaConf.to_container(cfg.index)),
+        "index": IndexSpec.from_config(OmegaConf.to_container(cfg.index)),
         "strategies": {name: instantiate(c) for name, c in cfg.cascade.strategies.items()},
         "default_strategy": cfg.cascade.baseline,
         "batch_size": cfg.batch_size,
@@ -126,6 +126,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "skipped_images": cascade.pool_skipped + q_out.skipped,
         "classifier": classifier_metrics(probs, q_part),
         "per_category": recall1_per_category(labels.categories, q_part, q_prod, ranked_by),
+        "by_partition_size": partition_size_breakdown(
+            cascade.index.item_partition,
+            cascade.index.item_product,
+            q_part,
+            q_prod,
+            ranked_by,
+            ks=cfg.ks,
+            map_k=cfg.k,
+            baseline=cfg.cascade.baseline,
+            improvement_metrics=cfg.improvement_metrics,
+        ),
         "latency": serving_latency(
             cascade,
             paths,

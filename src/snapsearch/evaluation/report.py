@@ -109,6 +109,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"**{lat['overhead_pct']:+.1f}%** (published: +13%). With an index this small the search stage is "
         "negligible: the figure is the classifier's cost, not what a catalog of millions would see.",
         "",
+        *_size_section(results.get("by_partition_size"), strategies),
         *_rejection_section(results.get("rejection")),
         "## Recall@1 per category",
         "",
@@ -116,6 +117,33 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _size_section(bands: dict[str, Any] | None, strategies: list[str]) -> list[str]:
+    """R@1 and average gain of each strategy by the size (in products) of the query's true partition."""
+    if not bands:
+        return []
+    rows = [
+        [
+            band,
+            str(b["n_partitions"]),
+            str(b["n_queries"]),
+            *(
+                f"{b['strategies'][s]['metrics']['R@1']:.3f} ({_pct(b['strategies'][s]['average_improvement'])})"
+                for s in strategies
+            ),
+        ]
+        for band, b in bands.items()
+    ]
+    return [
+        "## By partition size (products in the query's true partition)",
+        "",
+        "R@1 (avg. gain against the baseline). In a partition of one product, routing right *is* finding it: "
+        "there the cascade measures the gate, not the search.",
+        "",
+        _markdown_table(["products", "partitions", "queries", *strategies], rows),
+        "",
+    ]
 
 
 def _rejection_section(rejection: dict[str, Any] | None) -> list[str]:

@@ -4,13 +4,19 @@ routed" x "found within it"), gains over the baseline, and R@1 per category."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from snapsearch.evaluation.uncertainty import paired_bootstrap
-from snapsearch.retrieval import average_improvement, per_query_metrics, relative_change, routing_decomposition
+from snapsearch.retrieval import (
+    average_improvement,
+    per_query_metrics,
+    relative_change,
+    retrieval_metrics,
+    routing_decomposition,
+)
 from snapsearch.search.cascade import Cascade
 
 
@@ -80,4 +86,53 @@ def recall1_per_category(
                 name: float(np.mean([true_product[i] in ranked[i][:1] for i in rows]))
                 for name, ranked in ranked_by.items()
             }
+    return out
+
+
+SIZE_BANDS = ((1, 1), (2, 5), (6, None))  # products per partition: (low, high), None = no upper bound
+
+
+def _band(low: int, high: int | None) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    name = f"{low}" if low == high else f"{low}-{high}" if high is not None else f"{low}+"
+    return name, lambda n: (n >= low) & (n <= (np.inf if high is None else high))
+
+
+def partition_size_breakdown(
+    item_partition: np.ndarray,
+    item_product: np.ndarray,
+    true_partition: np.ndarray,
+    true_product: np.ndarray,
+    ranked_by: Mapping[str, list[list[int]]],
+    *,
+    ks: Sequence[int],
+    map_k: int,
+    baseline: str,
+    improvement_metrics: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Each strategy's metrics and average gain over the baseline within the queries whose true partition
+    holds 1, 2 to 5, or 6 or more products: where routing can only be right or wrong (one product) the
+    cascade measures the gate, not the search."""
+    n_products = np.zeros(int(item_partition.max()) + 1, dtype=np.int64)
+    for p in np.unique(item_partition):
+        n_products[p] = len(np.unique(item_product[item_partition == p]))
+    size = n_products[true_partition]
+    out: dict[str, dict[str, Any]] = {}
+    for low, high in SIZE_BANDS:
+        name, within = _band(low, high)
+        rows = np.flatnonzero(within(size))
+        if not len(rows):
+            continue
+        truth = true_product[rows].tolist()
+        metrics = {
+            s: retrieval_metrics([ranked[i] for i in rows], truth, ks=tuple(ks), map_k=map_k)
+            for s, ranked in ranked_by.items()
+        }
+        gains = {
+            s: average_improvement(m, metrics[baseline], keys=tuple(improvement_metrics)) for s, m in metrics.items()
+        }
+        out[name] = {
+            "n_queries": len(rows),
+            "n_partitions": int(within(n_products).sum()),
+            "strategies": {s: {"metrics": m, "average_improvement": gains[s]} for s, m in metrics.items()},
+        }
     return out

@@ -4,9 +4,10 @@ batches) or from ``python embed.py`` shards; index items point at product-table 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,21 +30,14 @@ BACKENDS = ("faiss", "qdrant")
 @dataclass(frozen=True)
 class IndexSpec:
     """How to build the index (``conf/index/``): the backend; for FAISS a factory string, the metric and
-    search parameters; for Qdrant where the collection lives (see :class:`QdrantSpec`)."""
+    search parameters; for Qdrant where the collection lives (:class:`QdrantSpec`, flat keys in the config)."""
 
     backend: str = "faiss"
     factory: str | None = "Flat"
     metric: str = "ip"
     nprobe: int | None = None
     ef_search: int | None = None
-    collection: str = "snapsearch"
-    location: str | None = ":memory:"
-    path: str | None = None
-    url: str | None = None
-    upload_batch: int = 512
-    shard_key_per_category: bool = False
-    shards_per_key: int = 1
-    replication_factor: int = 1
+    qdrant: QdrantSpec = field(default_factory=QdrantSpec)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -51,17 +45,12 @@ class IndexSpec:
         if self.backend == "qdrant" and self.metric != "ip":
             raise ValueError("the Qdrant index searches by cosine similarity: use index.metric=ip")
 
-    def qdrant(self) -> QdrantSpec:
-        return QdrantSpec(
-            collection=self.collection,
-            location=self.location,
-            path=self.path,
-            url=self.url,
-            upload_batch=self.upload_batch,
-            shard_key_per_category=self.shard_key_per_category,
-            shards_per_key=self.shards_per_key,
-            replication_factor=self.replication_factor,
-        )
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> IndexSpec:
+        """From an ``index`` config node, whose Qdrant keys (``url``, ``path``, ...) sit beside the others."""
+        qdrant_keys = {f.name for f in fields(QdrantSpec)}
+        qdrant = QdrantSpec(**{k: v for k, v in cfg.items() if k in qdrant_keys})
+        return cls(**{k: v for k, v in cfg.items() if k not in qdrant_keys}, qdrant=qdrant)
 
 
 def label_indices(frame: pd.DataFrame, labels: LabelMaps) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +105,7 @@ def index_rows(
     metadata = {"image_id": rows["image_id"].to_numpy().astype(str)}
     if spec.backend == "qdrant":
         return QdrantIndex.build_streaming(
-            spec.qdrant(),
+            spec.qdrant,
             chunks,
             item_part,
             item_prod,

@@ -16,7 +16,7 @@ def cascade_from_config(cfg: DictConfig) -> Cascade:
         raise ValueError("pass exactly one of bundle=<export bundle> or run_dir=<train run directory>")
     options = {
         "index_path": cfg.index_path,
-        "index": IndexSpec(**OmegaConf.to_container(cfg.index)),
+        "index": IndexSpec.from_config(OmegaConf.to_container(cfg.index)),
         "strategies": {n: instantiate(c) for n, c in cfg.cascade.strategies.items() if c is not None},
         "default_strategy": cfg.cascade.default,
         "batch_size": cfg.batch_size,
