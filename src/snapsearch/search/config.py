@@ -21,7 +21,7 @@ def cascade_from_config(cfg: DictConfig) -> Cascade:
         "default_strategy": cfg.cascade.default,
         "batch_size": cfg.batch_size,
         "num_workers": cfg.num_workers,
-        "rejection": {str(k): float(v) for k, v in cfg.rejection.items()},
+        "rejection": {str(k): float(v) for k, v in (cfg.rejection or {}).items()},
         "k_max": cfg.k_max,
     }
     if cfg.bundle is not None:
