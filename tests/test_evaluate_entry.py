@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -90,3 +91,19 @@ def test_evaluate_on_qdrant_matches_flat(smoke_run: Path, tmp_path: Path) -> Non
     assert qdrant["index"]["backend"] == "qdrant"
     for name, s in flat["strategies"].items():
         assert qdrant["strategies"][name]["metrics"] == pytest.approx(s["metrics"], abs=1e-9), name
+
+
+def test_growing_pool_nested_and_anchored(smoke_run: Path, tmp_path: Path) -> None:
+    """Distractors only push the true product down (nested pools, exact search), and with none the curve
+    starts at the main table's numbers."""
+    report = _evaluate(
+        smoke_run, tmp_path, "growing_pool.enabled=true", "growing_pool.sizes=[0,30,100000]", "rejection.enabled=false"
+    )
+    points = report["growing_pool"]["points"]
+    assert [p["n_distractors"] for p in points][:2] == [0, 30] and points[-1]["n_items"] > points[1]["n_items"]
+    for strategy in ("global", "top1", "fusion", "oracle"):
+        r1 = [p["metrics"][strategy]["R@1"] for p in points]
+        assert r1[0] == pytest.approx(report["strategies"][strategy]["metrics"]["R@1"]), strategy
+        assert all(a >= b for a, b in itertools.pairwise(r1)), (strategy, r1)
+    out = sorted((smoke_run / "evaluations").glob("*/growing_pool.png"))
+    assert out, "no growing_pool.png"

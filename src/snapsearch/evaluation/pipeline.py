@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.protocols import answerable, query_stream
 from snapsearch.data.sources import load_manifest
+from snapsearch.evaluation.growing_pool import growing_pool_figure, run_growing_pool
 from snapsearch.evaluation.latency import serving_latency
 from snapsearch.evaluation.plots import confusion_matrix_figure, examples_figure
 from snapsearch.evaluation.rejection import rejection_study
@@ -155,6 +156,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             cascade, searchable, val, test, holdout_fraction=cfg.rejection.holdout_fraction, seed=cfg.rejection.seed
         )
         results["rejection"] = rejection
+    if cfg.growing_pool.enabled:
+        if cfg.protocol != "catalog":
+            raise ValueError("growing_pool.enabled=true grows the catalog protocol's pool: use protocol=catalog")
+        queries_now = (q_emb, probs, q_part, q_prod)
+        results["growing_pool"] = run_growing_pool(cfg.growing_pool, cascade, manifest, pool, labels, io, queries_now)
+        save_png(growing_pool_figure(results["growing_pool"]), out_dir / "growing_pool.png")
     write_reports(results, out_dir)
     write_rankings(out_dir, queries.loc[q_rows, "image_id"].tolist(), ranked_by, cascade.products)
     _figures(cfg, out_dir, cascade, queries.loc[q_rows, "path"].tolist(), probs, q_part, q_prod, ranked_by)

@@ -110,6 +110,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "negligible: the figure is the classifier's cost, not what a catalog of millions would see.",
         "",
         *_size_section(results.get("by_partition_size"), strategies),
+        *_growing_pool_section(results.get("growing_pool")),
         *_rejection_section(results.get("rejection")),
         "## Recall@1 per category",
         "",
@@ -142,6 +143,32 @@ def _size_section(bands: dict[str, Any] | None, strategies: list[str]) -> list[s
         "there the cascade measures the gate, not the search.",
         "",
         _markdown_table(["products", "partitions", "queries", *strategies], rows),
+        "",
+    ]
+
+
+def _growing_pool_section(study: dict[str, Any] | None) -> list[str]:
+    """R@1 (R@5) of each strategy as distractor products join the pool, and the plot."""
+    if not study:
+        return []
+    strategies = list(study["points"][0]["metrics"])
+    rows = [
+        [
+            str(p["n_items"]),
+            str(p["n_products"]),
+            *(f"{p['metrics'][s]['R@1']:.3f} ({p['metrics'][s]['R@5']:.3f})" for s in strategies),
+        ]
+        for p in study["points"]
+    ]
+    return [
+        "## Growing pool (distractor products added to the catalog)",
+        "",
+        "R@1 (R@5) of the same queries as train photos of other products join the pool as catalog items of "
+        "their own pseudo-products, in their product's partition.",
+        "",
+        _markdown_table(["pool items", "products", *strategies], rows),
+        "",
+        "![growing pool](growing_pool.png)",
         "",
     ]
 
