@@ -107,3 +107,24 @@ def test_growing_pool_nested_and_anchored(smoke_run: Path, tmp_path: Path) -> No
         assert all(a >= b for a, b in itertools.pairwise(r1)), (strategy, r1)
     out = sorted((smoke_run / "evaluations").glob("*/growing_pool.png"))
     assert out, "no growing_pool.png"
+
+
+def test_camera_faults_are_seeded_and_reported(smoke_run: Path, tmp_path: Path) -> None:
+    """Each corruption is replayed exactly (same seed: same numbers), clean is the anchor (100% kept)."""
+    overrides = (
+        "camera_faults.enabled=true",
+        "camera_faults.query_stride=3",
+        "~camera_faults.corruptions",
+        "+camera_faults.corruptions={noise: {_target_: albumentations.GaussNoise, std_range: [0.3, 0.3], p: 1.0},"
+        " low_res: {_target_: albumentations.Downscale, scale_range: [0.15, 0.15], p: 1.0}}",
+        "rejection.enabled=false",
+        "bootstrap.resamples=0",
+        "latency.n_queries=1",
+    )
+    first = _evaluate(smoke_run, tmp_path, *overrides)["camera_faults"]
+    again = _evaluate(smoke_run, tmp_path, *overrides)["camera_faults"]
+    assert first == again  # random noise, yet seeded per photo: the same numbers twice
+    runs = first["corruptions"]
+    assert set(runs) == {"clean", "noise", "low_res"}
+    assert all(v == 1.0 for v in runs["clean"]["R@1_kept"].values() if v == v)  # NaN when clean R@1 is 0
+    assert runs["noise"] != runs["clean"] and runs["low_res"] != runs["clean"]

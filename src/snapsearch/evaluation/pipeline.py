@@ -14,12 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.protocols import answerable, query_stream
 from snapsearch.data.sources import load_manifest
-from snapsearch.evaluation.growing_pool import growing_pool_figure, run_growing_pool
 from snapsearch.evaluation.latency import serving_latency
 from snapsearch.evaluation.plots import confusion_matrix_figure, examples_figure
-from snapsearch.evaluation.rejection import rejection_study
 from snapsearch.evaluation.report import print_table, save_png, write_rankings, write_reports
 from snapsearch.evaluation.scoring import partition_size_breakdown, recall1_per_category, score_strategies
+from snapsearch.evaluation.studies import run_studies
 from snapsearch.models.classifier_metrics import classifier_metrics
 from snapsearch.retrieval import GlobalSearch, Oracle, em_prior_correction
 from snapsearch.runtime.batch import BatchIO
@@ -148,20 +147,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             cascade_name="top1" if "top1" in searchable else searchable[0],
         ),
     }
-    if cfg.rejection.enabled and not calib.empty:
-        v_out = cascade.infer_frame(calib, labels, io, classify=True, what="validation photos")
-        val = (v_out.embeddings, v_out.probs, label_indices(calib.loc[v_out.rows], labels)[1])
-        test = (q_out.embeddings, q_out.probs, label_indices(queries.loc[q_out.rows], labels)[1])
-        rejection = rejection_study(
-            cascade, searchable, val, test, holdout_fraction=cfg.rejection.holdout_fraction, seed=cfg.rejection.seed
-        )
-        results["rejection"] = rejection
-    if cfg.growing_pool.enabled:
-        if cfg.protocol != "catalog":
-            raise ValueError("growing_pool.enabled=true grows the catalog protocol's pool: use protocol=catalog")
-        queries_now = (q_emb, probs, q_part, q_prod)
-        results["growing_pool"] = run_growing_pool(cfg.growing_pool, cascade, manifest, pool, labels, io, queries_now)
-        save_png(growing_pool_figure(results["growing_pool"]), out_dir / "growing_pool.png")
+    results |= run_studies(
+        cfg, cascade, manifest, labels, io, (queries, pool, calib), q_out, (q_emb, probs, q_part, q_prod)
+    )
     write_reports(results, out_dir)
     write_rankings(out_dir, queries.loc[q_rows, "image_id"].tolist(), ranked_by, cascade.products)
     _figures(cfg, out_dir, cascade, queries.loc[q_rows, "path"].tolist(), probs, q_part, q_prod, ranked_by)

@@ -111,6 +111,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         *_size_section(results.get("by_partition_size"), strategies),
         *_growing_pool_section(results.get("growing_pool")),
+        *_camera_faults_section(results.get("camera_faults")),
         *_rejection_section(results.get("rejection")),
         "## Recall@1 per category",
         "",
@@ -169,6 +170,31 @@ def _growing_pool_section(study: dict[str, Any] | None) -> list[str]:
         _markdown_table(["pool items", "products", *strategies], rows),
         "",
         "![growing pool](growing_pool.png)",
+        "",
+    ]
+
+
+def _camera_faults_section(study: dict[str, Any] | None) -> list[str]:
+    """Each corruption: the gate's accuracy and ECE, and each strategy's R@1 (share of clean R@1 kept)."""
+    if not study:
+        return []
+    runs = study["corruptions"]
+    strategies = list(runs["clean"]["R@1"])
+    rows = [
+        [
+            name,
+            f"{r['gate_top1']:.3f}",
+            f"{r['gate_ece']:.3f}",
+            *(f"{r['R@1'][s]:.3f} ({100 * r['R@1_kept'][s]:.0f}%)" for s in strategies),
+        ]
+        for name, r in runs.items()
+    ]
+    return [
+        f"## Camera faults ({study['n_photos']} test photos, seeded corruptions)",
+        "",
+        "R@1 (share of the clean R@1 kept) and the gate's top-1 accuracy and calibration error under each fault.",
+        "",
+        _markdown_table(["photos", "gate top-1", "gate ECE", *strategies], rows),
         "",
     ]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import albumentations as A
 import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
@@ -20,12 +21,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BatchIO:
     """How images reach a runtime in batches: batch size, loader workers, and the decoding limits of the
-    run's data config (``max_image_pixels``, ``draft_decode``), so batches decode exactly as one photo does."""
+    run's data config (``max_image_pixels``, ``draft_decode``), so batches decode exactly as one photo does.
+    ``before``: an albumentations transform applied to each decoded image ahead of the preprocessing
+    contract (a camera fault), seeded per image from ``seed`` and its position, whatever the workers."""
 
     batch_size: int
     workers: int
     max_pixels: int
     draft: bool
+    before: A.BasicTransform | None = None
+    seed: int = 0
 
 
 @dataclass
@@ -39,14 +44,21 @@ class Outputs:
 
 
 def _loader(frame: pd.DataFrame, labels: LabelMaps, preprocess, io: BatchIO) -> DataLoader:
+    transform = preprocess.eval_transform()
+    if io.before is not None:
+        transform = A.Compose([io.before, *transform.transforms])
     ds = ManifestDataset(
         frame,
         labels,
-        preprocess.eval_transform(),
+        transform,
         max_pixels=io.max_pixels,
         draft_size=preprocess.resize_size if io.draft else None,
     )
-    return DataLoader(ds, batch_size=io.batch_size, num_workers=io.workers, collate_fn=collate_skipping_bad)
+    # (position, seed) draws make a random corruption replay exactly, per image
+    draws = [(i, io.seed + i) for i in range(len(ds))] if io.before is not None else None
+    return DataLoader(
+        ds, batch_size=io.batch_size, sampler=draws, num_workers=io.workers, collate_fn=collate_skipping_bad
+    )
 
 
 def _batch_size(batch: dict) -> int:
