@@ -165,3 +165,24 @@ def test_real_uvicorn_process_answers_like_the_cascade(serve_url: str, smoke_bun
         served = json.loads(r.read())
     local = Cascade.from_bundle(smoke_bundle, runtime="onnx").search(query_photo, k=5, strategy="fusion")
     assert [p["product_id"] for p in served["products"]] == [p.product_id for p in local.products]
+
+
+def test_live_catalog_on_qdrant(smoke_bundle: Path, query_photo: Path, tmp_path: Path) -> None:
+    """The live catalog runs unchanged on the Qdrant store (embedded): add, find, remove, replay."""
+    pytest.importorskip("qdrant_client")
+    from snapsearch.search.catalog_index import IndexSpec
+
+    def client() -> TestClient:
+        cascade = Cascade.from_bundle(smoke_bundle, runtime="onnx", index=IndexSpec.from_config({"backend": "qdrant"}))
+        live = LiveCatalog(cascade, tmp_path / "changes")
+        return TestClient(create_app(live, name="qdrant", source={"version": "test"}, max_upload_mb=MAX_UPLOAD_MB))
+
+    first = client()
+    photo = query_photo.read_bytes()
+    category = _search(first, photo, k=1)["categories"][0]["category"]
+    form = {"product_id": "q-1", "category": category}
+    assert first.post("/products", data=form, files=[("images", ("p.jpg", photo))]).status_code == 201
+    assert _search(first, photo, k=3)["products"][0]["product_id"] == "q-1"
+    assert client().get("/products/q-1").status_code == 200  # replayed onto a fresh collection
+    assert first.delete("/products/q-1").status_code == 200
+    assert all(p["product_id"] != "q-1" for p in _search(first, photo, k=10)["products"])
