@@ -37,7 +37,11 @@ def test_one_photo_in_every_form_gives_one_answer(cascade: Cascade, query_photo:
     assert {h.category.startswith(by_path.route.partitions[0]) for h in by_path.products} == {True}
     assert set(by_path.timings_ms) == {"decode", "classify", "embed", "search", "total"}
     assert by_path.timings_ms["classify"] > 0 and by_path.timings_ms["embed"] > 0
-    rgb = read_rgb(query_photo, max_pixels=cascade.max_pixels, draft_size=cascade.draft_size)
+    rgb = read_rgb(
+        query_photo, max_pixels=cascade.max_pixels, draft_size=cascade.draft_size(cascade.runtime.embedder_preprocess)
+    )
+    with open(query_photo, "rb") as fh:
+        assert cascade.search(fh, k=5, strategy="top1").product_index == by_path.product_index
     for other in (query_photo.read_bytes(), rgb, Image.fromarray(rgb)):
         assert cascade.search(other, k=5, strategy="top1").product_index == by_path.product_index
     as_json = json.loads(json.dumps(by_path.to_dict()))

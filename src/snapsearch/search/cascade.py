@@ -22,6 +22,7 @@ from PIL import Image
 
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.image_io import ImageReadError, pil_to_rgb, read_rgb
+from snapsearch.data.preprocess import Preprocess
 from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, Ranking, Route, Strategy, rank
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
@@ -29,7 +30,7 @@ from snapsearch.runtime.models import CascadeRuntime
 from snapsearch.search.products import ProductTable
 from snapsearch.search.result import CategoryProbability, ProductHit, Rejection, RouteTaken, SearchResult
 
-QueryImage = str | Path | bytes | Image.Image | np.ndarray
+QueryImage = str | Path | bytes | Image.Image | np.ndarray  # or an open binary file (read once)
 MS = 1e3
 
 
@@ -49,8 +50,6 @@ def to_rgb(image: QueryImage, *, max_pixels: int, draft_size: int | None) -> np.
         return pil_to_rgb(Image.fromarray(image))
     if isinstance(image, bytes | bytearray | memoryview):
         return read_rgb(bytes(image), max_pixels=max_pixels, draft_size=draft_size)
-    if isinstance(image, io.IOBase):
-        return read_rgb(image.read(), max_pixels=max_pixels, draft_size=draft_size)
     return read_rgb(image, max_pixels=max_pixels, draft_size=draft_size)
 
 
@@ -135,9 +134,20 @@ class Cascade:
         return open_bundle(cls, bundle_dir, runtime=runtime, **options)
 
     # ------------------------------------------------------------------ one photo
-    @property
-    def draft_size(self) -> int | None:
-        return self.runtime.embedder_preprocess.resize_size if self.draft_decode else None
+    def draft_size(self, contract: Preprocess) -> int | None:
+        """The JPEG draft size the batch path decodes with under ``contract`` (None: full decode)."""
+        return contract.resize_size if self.draft_decode else None
+
+    def decode(self, image: QueryImage) -> tuple[np.ndarray, np.ndarray]:
+        """The photo decoded for the classifier's and the embedder's contracts, exactly as the evaluator's
+        batches decode it (with draft decoding, each contract at its own draft size)."""
+        if isinstance(image, io.IOBase):
+            image = image.read()
+        pre_c, pre_e = self.runtime.classifier_preprocess, self.runtime.embedder_preprocess
+        rgb_e = to_rgb(image, max_pixels=self.max_pixels, draft_size=self.draft_size(pre_e))
+        if self.draft_size(pre_c) == self.draft_size(pre_e):
+            return rgb_e, rgb_e
+        return to_rgb(image, max_pixels=self.max_pixels, draft_size=self.draft_size(pre_c)), rgb_e
 
     def check_request(self, k: int, strategy: str | None) -> str:
         """The strategy name to use; SearchError for an unknown one, an evaluation-only one or a bad k."""
@@ -158,8 +168,8 @@ class Cascade:
         """Rank the catalog's products for one photo (a path, its bytes, a PIL image or an RGB array)."""
         name = self.check_request(k, strategy)
         t0 = time.perf_counter()
-        rgb = to_rgb(image, max_pixels=self.max_pixels, draft_size=self.draft_size)
-        xc, xe = self.preprocess([rgb])
+        rgb_c, rgb = self.decode(image)
+        xc, xe = self.preprocess([rgb_c], [rgb])
         t1 = time.perf_counter()
         probs, emb, classify_s, embed_s = self.infer(xc, xe, classify=self.strategies[name].uses_gate)
         t2 = time.perf_counter()
@@ -185,8 +195,9 @@ class Cascade:
         if not images:
             return []
         t0 = time.perf_counter()
-        rgbs = [to_rgb(im, max_pixels=self.max_pixels, draft_size=self.draft_size) for im in images]
-        xc, xe = self.preprocess(rgbs)
+        decoded = [self.decode(im) for im in images]
+        rgbs = [e for _, e in decoded]
+        xc, xe = self.preprocess([c for c, _ in decoded], rgbs)
         t1 = time.perf_counter()
         probs, emb, classify_s, embed_s = self.infer(xc, xe, classify=self.strategies[name].uses_gate)
         t2 = time.perf_counter()
@@ -201,10 +212,10 @@ class Cascade:
         return results
 
     # ------------------------------------------------------------------ the stages
-    def preprocess(self, rgbs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def preprocess(self, rgbs_c: Sequence[np.ndarray], rgbs_e: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs (classifier's, embedder's) under each model's preprocessing contract."""
-        xe = np.stack([self._pre_e(image=im)["image"].numpy() for im in rgbs])
-        xc = xe if self._shared_input else np.stack([self._pre_c(image=im)["image"].numpy() for im in rgbs])
+        xe = np.stack([self._pre_e(image=im)["image"].numpy() for im in rgbs_e])
+        xc = xe if self._shared_input else np.stack([self._pre_c(image=im)["image"].numpy() for im in rgbs_c])
         return xc, xe
 
     def infer(
@@ -230,9 +241,10 @@ class Cascade:
             emb = self.runtime.embed(xe)
             return probs, emb, classify_s, time.perf_counter() - t1
 
-    def embed_images(self, rgbs: Sequence[np.ndarray]) -> np.ndarray:
-        """Embeddings of decoded images (catalog images added live go through the same contract)."""
-        _, xe = self.preprocess(rgbs)
+    def embed_images(self, images: Sequence[QueryImage]) -> np.ndarray:
+        """Embeddings of catalog images, decoded and preprocessed as the pool's were."""
+        rgbs = [self.decode(im)[1] for im in images]
+        xe = np.stack([self._pre_e(image=im)["image"].numpy() for im in rgbs])
         with self._infer_lock:
             return self.runtime.embed(xe)
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from snapsearch.data.image_io import read_rgb
 from snapsearch.retrieval.store import MutableVectorStore, mutable
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.products import Product
@@ -78,8 +77,7 @@ class LiveCatalog:
             raise CatalogChangeError("a product needs a non-empty product_id and at least one image", 422)
         partition = self.partition_of(category)
         self._check_new(product_id)
-        rgbs = [read_rgb(im, max_pixels=self.cascade.max_pixels, name=f"image {i}") for i, im in enumerate(images)]
-        embeddings = self.cascade.embed_images(rgbs)
+        embeddings = self.cascade.embed_images(images)
         with self._write_lock:
             self._check_new(product_id)
             n = len(self._events)
