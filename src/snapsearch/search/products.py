@@ -109,9 +109,6 @@ class ProductTable:
         self._products[position] = replace(self._products[position], removed=True)
         return position
 
-    def copy(self) -> ProductTable:
-        return ProductTable(list(self._products), self.categories)
-
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:
         data = {"categories": self.categories, "products": [asdict(p) for p in self._products]}

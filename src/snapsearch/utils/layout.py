@@ -57,17 +57,9 @@ class RunDir:
     def stage_config(self, name: str) -> Path:
         return self.stage(name) / "config.yaml"
 
-    def last_checkpoint(self, name: str) -> Path:
-        return self.stage(name) / LAST_CHECKPOINT
-
     @property
     def evaluations(self) -> Path:
         return self.root / "evaluations"
-
-    @property
-    def bundle(self) -> Path:
-        """Where ``python export.py`` writes the bundle by default."""
-        return self.root / "bundle"
 
     @property
     def catalog_changes(self) -> Path:

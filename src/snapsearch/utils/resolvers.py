@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from snapsearch.utils.layout import BundleDir, RunDir
 
 _DIRECTIONS = {"max": "maximize", "min": "minimize"}
 
@@ -13,9 +16,9 @@ def evaluations_dir(run_dir: str | None, bundle: str | None) -> str:
     """Where evaluate.py reports go: inside the evaluated run directory, or beside a bundle (never inside
     it: a bundle's files are checksummed and must stay as exported)."""
     if run_dir is not None:
-        return f"{run_dir}/evaluations"
+        return str(RunDir(Path(run_dir)).evaluations)
     if bundle is not None:
-        return f"{str(bundle).rstrip('/')}-evaluations"
+        return str(BundleDir(Path(bundle)).evaluations)
     raise ValueError("pass run_dir=<train run directory> or bundle=<export bundle>")
 
 
