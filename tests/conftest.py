@@ -63,10 +63,16 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_bundle(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke run exported (ONNX, TorchScript, int8 ONNX) into a verified bundle."""
+    """The smoke run exported (ONNX, TorchScript, int8 ONNX, the catalog index) into a verified bundle."""
     out = tmp_path_factory.mktemp("export") / "bundle"
     run_entry(
-        "export.py", out.parent, f"run_dir={smoke_run}", f"output={out}", "quantize_int8=true", "verify.n_images=8"
+        "export.py",
+        out.parent,
+        f"run_dir={smoke_run}",
+        f"output={out}",
+        "quantize_int8=true",
+        "verify.n_images=8",
+        "include_index=true",
     )
     return out
 

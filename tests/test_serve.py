@@ -175,6 +175,7 @@ def test_live_catalog_on_qdrant(smoke_bundle: Path, query_photo: Path, tmp_path:
     def client() -> TestClient:
         cascade = Cascade.from_bundle(smoke_bundle, runtime="onnx", index=IndexSpec.from_config({"backend": "qdrant"}))
         live = LiveCatalog(cascade, tmp_path / "changes")
+        assert type(live.index).__name__ == "QdrantIndex"  # not the FAISS index the bundle ships
         return TestClient(create_app(live, name="qdrant", source={"version": "test"}, max_upload_mb=MAX_UPLOAD_MB))
 
     first = client()

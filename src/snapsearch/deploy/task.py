@@ -50,25 +50,33 @@ def _catalog_index(
 
 
 def search_parity(
-    run: RunDir, manifest, labels: LabelMaps, photos: list[str], formats: list[str], n_catalog: int, k: int
+    run: RunDir,
+    manifest,
+    labels: LabelMaps,
+    photos: list[str],
+    formats: list[str],
+    n_catalog: int,
+    k: int,
+    shipped_index: Path | None,
 ) -> Callable[[Path], dict[str, Any]]:
     """A check of an unpublished bundle through the Cascade: every photo searched with every strategy by the
     run (eager torch) and by each exported runtime, on one index, must rank the same top product (the full
-    top-k agreement is recorded; int8 models are reported, not gated)."""
+    top-k agreement is recorded; int8 models are reported, not gated). The index is the one the bundle ships
+    (embedded once), else one of up to ``n_catalog`` catalog images."""
 
     def check(folder: Path) -> dict[str, Any]:
-        pool = catalog_pool(manifest, labels)
-        pool = pool.sample(n=min(n_catalog, len(pool)), random_state=0).sort_index()
-        eager = Cascade.from_run(run.root, pool=pool, strategies=default_strategies(), k_max=k)
+        options: dict[str, Any] = {"strategies": default_strategies(), "k_max": k}
         with tempfile.TemporaryDirectory() as tmp:
-            index = eager.index.save(Path(tmp) / INDEX)
-            exported = {
-                fmt: Cascade.from_bundle(
-                    folder, runtime=fmt, index_path=index, strategies=default_strategies(), k_max=k
-                )
-                for fmt in formats
-            }
-        report: dict[str, Any] = {"n_photos": len(photos), "n_catalog_images": len(pool), "k": k}
+            if shipped_index is None:
+                pool = catalog_pool(manifest, labels)
+                pool = pool.sample(n=min(n_catalog, len(pool)), random_state=0).sort_index()
+                eager = Cascade.from_run(run.root, pool=pool, **options)
+                index = eager.index.save(Path(tmp) / INDEX)
+            else:
+                index = shipped_index
+                eager = Cascade.from_run(run.root, index_path=index, **options)
+            exported = {fmt: Cascade.from_bundle(folder, runtime=fmt, index_path=index, **options) for fmt in formats}
+        report: dict[str, Any] = {"n_photos": len(photos), "n_catalog_images": eager.index.n_items, "k": k}
         for name in eager.searchable():
             reference = [r.product_index for r in eager.search_batch(photos, k=k, strategy=name)]
             for fmt, cascade in exported.items():
@@ -125,6 +133,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
             [*cfg.formats, *(["onnx_int8"] if cfg.quantize_int8 else [])],
             cfg.verify.search_pool,
             cfg.verify.k,
+            extra.get(INDEX),
         )
         meta = export_bundle(
             run_dir,

@@ -58,8 +58,7 @@ def open_cascade(cfg: DictConfig, source: Path, data_cfg: DictConfig, pool, out_
         cascade = Cascade.from_run(
             source, embedder=cfg.embedder, generic_embedder=generic, device=cfg.device, **options
         )
-    in_memory = cfg.index.backend == "qdrant" and cfg.index.path is None and cfg.index.url is None
-    if cfg.save_index and cfg.index_path is None and not in_memory:
+    if cfg.save_index and cfg.index_path is None and cascade.index.persistent:
         cascade.index.save(out_dir / "index")  # a Qdrant index saves a pointer to its collection
     return cascade
 

@@ -326,6 +326,8 @@ class PartitionedIndex:
         return np.where(local >= 0, members[np.maximum(local, 0)], -1), scores
 
     # ------------------------------------------------------------------ persistence
+    persistent = True  # save() writes the whole index
+
     def save(self, path: str | Path) -> Path:
         """Write the index folder atomically (faiss files, id maps, index.json); returns its path."""
         indexes = {GLOBAL: self._global} | {partition_name(p): ix for p, ix in self._partitions.items()}

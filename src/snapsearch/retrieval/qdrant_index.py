@@ -338,10 +338,15 @@ class QdrantIndex:
         return view
 
     # ------------------------------------------------------------------ persistence
+    @property
+    def persistent(self) -> bool:
+        """False for ``:memory:``: the vectors die with the process."""
+        return not (self.spec.embedded and self.spec.path is None)
+
     def save(self, path: str | Path) -> Path:
         """A pointer to the collection (where it lives, what it holds) plus the item arrays; the vectors stay
         in Qdrant. Refused for ``:memory:``, whose vectors die with the process."""
-        if self.spec.embedded and self.spec.path is None:
+        if not self.persistent:
             raise ValueError("an in-memory Qdrant index cannot be saved: set index.path= or index.url=")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,11 @@ class VectorStore(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    @property
+    def persistent(self) -> bool:
+        """Whether :meth:`save` can write something a later process can load."""
+        ...
+
     def save(self, path: str | Path) -> Path: ...
 
 

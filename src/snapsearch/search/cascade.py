@@ -28,7 +28,7 @@ from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
 from snapsearch.search.products import ProductTable
-from snapsearch.search.result import CategoryProbability, ProductHit, Rejection, RouteTaken, SearchResult
+from snapsearch.search.result import STAGES, CategoryProbability, ProductHit, Rejection, RouteTaken, SearchResult
 
 QueryImage = str | Path | bytes | Image.Image | np.ndarray  # or an open binary file (read once)
 MS = 1e3
@@ -166,31 +166,13 @@ class Cascade:
 
     def search(self, image: QueryImage, k: int = 10, strategy: str | None = None) -> SearchResult:
         """Rank the catalog's products for one photo (a path, its bytes, a PIL image or an RGB array)."""
-        name = self.check_request(k, strategy)
-        t0 = time.perf_counter()
-        rgb_c, rgb = self.decode(image)
-        xc, xe = self.preprocess([rgb_c], [rgb])
-        t1 = time.perf_counter()
-        probs, emb, classify_s, embed_s = self.infer(xc, xe, classify=self.strategies[name].uses_gate)
-        t2 = time.perf_counter()
-        with self.lock:
-            (ranking,), (route,) = self.rank(emb, probs, k, name)
-            result = self.result(ranking, route, probs[0], name)
-        t3 = time.perf_counter()
-        result.timings_ms = {
-            "decode": MS * (t1 - t0),
-            "classify": MS * classify_s,
-            "embed": MS * embed_s,
-            "search": MS * (t3 - t2),
-            "total": MS * (t3 - t0),
-        }
-        result.image = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
-        return result
+        return self.search_batch([image], k, strategy)[0]
 
     def search_batch(
         self, images: Sequence[QueryImage], k: int = 10, strategy: str | None = None
     ) -> list[SearchResult]:
-        """Rank for several photos with one batched forward pass (timings are the batch's, per photo)."""
+        """Rank for several photos with one batched forward pass (timings are the batch's, per photo;
+        with one photo, exactly its own)."""
         name = self.check_request(k, strategy)
         if not images:
             return []
@@ -205,7 +187,7 @@ class Cascade:
             rankings, routes = self.rank(emb, probs, k, name)
             results = [self.result(r, rt, p, name) for r, rt, p in zip(rankings, routes, probs, strict=True)]
         t3 = time.perf_counter()
-        per = {"decode": t1 - t0, "classify": classify_s, "embed": embed_s, "search": t3 - t2, "total": t3 - t0}
+        per = dict(zip(STAGES, (t1 - t0, classify_s, embed_s, t3 - t2), strict=True)) | {"total": t3 - t0}
         for result, rgb in zip(results, rgbs, strict=True):
             result.timings_ms = {stage: MS * s / len(images) for stage, s in per.items()}
             result.image = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}

@@ -198,7 +198,9 @@ def open_bundle(
     models = BundleRuntime(bundle.root, runtime, meta)
     data_cfg = data if data is not None else OmegaConf.load(bundle.source_config).data
     io = _options(data_cfg, batch_size, num_workers)
-    shipped = bundle.index if bundle.index.is_dir() and pool is None and shards is None else None
+    # the shipped index is a FAISS one: another backend (index=qdrant) is built from the catalog instead
+    faiss = index is None or index.backend == "faiss"
+    shipped = bundle.index if bundle.index.is_dir() and pool is None and shards is None and faiss else None
     manifest = None
     if (index_path is None and shipped is None) or any(isinstance(s, Conformal) for s in (strategies or {}).values()):
         manifest = load_manifest(data_cfg)
