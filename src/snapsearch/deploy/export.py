@@ -1,5 +1,5 @@
-"""Export a train run's classifier and embedder to ONNX and TorchScript, verified against eager PyTorch
-on real images, into one atomically written bundle."""
+"""Export a train run's cascade (classifier and embedder, or one multi-task network with both outputs) to
+ONNX and TorchScript, verified against eager PyTorch on real images, into one atomically written bundle."""
 
 from __future__ import annotations
 
@@ -23,15 +23,19 @@ from snapsearch.data.preprocess import Preprocess
 from snapsearch.models.artifact import META_FILE, fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
+from snapsearch.models.multitask import MultiTaskNet
 from snapsearch.runtime.bundle import BUNDLE_FILE, FORMAT_VERSION, checksums
 from snapsearch.runtime.models import load_runner
 from snapsearch.utils.atomic import atomic_dir
-from snapsearch.utils.layout import RunDir
+from snapsearch.utils.layout import MULTITASK_STAGES, RunDir
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
-OUTPUTS = {"classifier": "probabilities", "embedder": "embedding"}
+# A model's outputs, in order, and how each is checked against eager PyTorch (as a classifier's
+# probabilities or as an embedder's embeddings).
+OUTPUTS = {"classifier": ("probabilities",), "embedder": ("embedding",), "multitask": ("probabilities", "embedding")}
+CHECKED_AS = {"probabilities": "classifier", "embedding": "embedder"}
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts", "onnx_int8": ".int8.onnx"}
 
 
@@ -50,14 +54,14 @@ class CalibratedClassifier(nn.Module):
         return self.model.probabilities(x)
 
 
-def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, output: str, opset: int) -> None:
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, outputs: tuple[str, ...], opset: int) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
         module,
         (example,),
         str(path),
         input_names=[INPUT_NAME],
-        output_names=[output],
+        output_names=list(outputs),
         dynamic_shapes=({0: batch},),
         opset_version=opset,
         dynamo=True,
@@ -95,6 +99,26 @@ def _compare(kind: str, reference: np.ndarray, other: np.ndarray, labels: np.nda
     return report
 
 
+def _compare_outputs(
+    kind: str, reference: tuple[np.ndarray, ...], other: tuple[np.ndarray, ...], labels: np.ndarray | None
+) -> dict[str, float]:
+    """Every output compared; with several, each key is prefixed by its output's name."""
+    names = OUTPUTS[kind]
+    if len(other) != len(names):
+        raise ExportError(f"{kind} export gives {len(other)} outputs, expected {len(names)} ({names})")
+    report: dict[str, float] = {}
+    for name, ref, out in zip(names, reference, other, strict=True):
+        prefix = f"{name}/" if len(names) > 1 else ""
+        report |= {prefix + k: v for k, v in _compare(CHECKED_AS[name], ref, out, labels).items()}
+    return report
+
+
+def _verified(result: dict[str, float], atol: float) -> bool:
+    agreements = [v for k, v in result.items() if k.endswith(("top1_agreement", "nn_agreement"))]
+    diffs = [v for k, v in result.items() if k.endswith("max_abs_diff")]
+    return max(diffs) <= atol and min(agreements, default=1.0) >= 1.0
+
+
 def export_model(
     kind: str,
     module: nn.Module,
@@ -112,7 +136,8 @@ def export_model(
     module = module.eval()
     example = torch.from_numpy(batch[:2]).contiguous()
     with torch.inference_mode():
-        reference = module(torch.from_numpy(batch)).numpy()
+        out = module(torch.from_numpy(batch))
+    reference = tuple(o.numpy() for o in out) if isinstance(out, tuple) else (out.numpy(),)
     files: dict[str, str] = {}
     verification: dict[str, Any] = {}
     for fmt in formats:
@@ -123,10 +148,9 @@ def export_model(
             _export_torchscript(module, example, path)
         else:
             raise ExportError(f"unknown export format {fmt!r}; use onnx or torchscript")
-        result = _compare(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
+        result = _compare_outputs(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
         log.info("%s %s vs eager: %s", kind, fmt, result)
-        agreement = result.get("top1_agreement", result.get("nn_agreement", 1.0))
-        if result["max_abs_diff"] > atol or agreement < 1.0:
+        if not _verified(result, atol):
             raise ExportError(
                 f"{kind} {fmt} export does not match eager PyTorch on {len(batch)} real images: {result} "
                 f"(tolerance {atol}); the export is not published"
@@ -137,9 +161,14 @@ def export_model(
         path = folder / f"{kind}{SUFFIX['onnx_int8']}"
         _quantize(folder / files["onnx"], path)
         files["onnx_int8"] = path.name
-        verification["onnx_int8"] = _compare(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
+        verification["onnx_int8"] = _compare_outputs(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
         log.info("%s onnx int8 vs eager fp32 (reported, not gated): %s", kind, verification["onnx_int8"])
-    return {"files": files, "preprocess": preprocess.to_dict(), "output": OUTPUTS[kind], "verification": verification}
+    return {
+        "files": files,
+        "preprocess": preprocess.to_dict(),
+        "outputs": list(OUTPUTS[kind]),
+        "verification": verification,
+    }
 
 
 def _backbone(folder: Path) -> dict[str, Any]:
@@ -157,6 +186,46 @@ def versions(opset: int) -> dict[str, Any]:
     }
 
 
+def _embedding_meta(module: nn.Module, embedding_dim: int) -> dict[str, Any]:
+    return {"embedding_dim": embedding_dim, "metric": "ip", "normalized": True, "fingerprint": fingerprint(module)}
+
+
+def _export_separate(
+    run: RunDir, tmp: Path, batch_for: dict[str, np.ndarray], labels: np.ndarray | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    classifier, cls_pre = CategoryClassifier.load(run.stage("classifier"))
+    embedder, emb_pre = ProductEmbedder.load(run.stage("embedder"))
+    return {
+        "classifier": export_model(
+            "classifier", CalibratedClassifier(classifier), cls_pre, tmp, batch_for["classifier"], labels, **options
+        )
+        | {
+            "categories": classifier.categories,
+            "temperature": float(classifier.temperature),
+            "backbone": _backbone(run.stage("classifier")),
+        },
+        "embedder": export_model("embedder", embedder, emb_pre, tmp, batch_for["embedder"], None, **options)
+        | _embedding_meta(embedder, embedder.embedding_dim)
+        | {"backbone": _backbone(run.stage("embedder"))},
+    }
+
+
+def _export_multitask(
+    run: RunDir, tmp: Path, batch_for: dict[str, np.ndarray], labels: np.ndarray | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """One file, two outputs (calibrated probabilities, embedding): the runtimes classify and embed in one pass."""
+    model, pre = MultiTaskNet.load(run.stage("multitask"))
+    return {
+        "multitask": export_model("multitask", model, pre, tmp, batch_for["multitask"], labels, **options)
+        | {
+            "categories": model.categories,
+            "temperature": float(model.temperature),
+            "backbone": _backbone(run.stage("multitask")),
+        }
+        | _embedding_meta(model, model.embedding_dim)
+    }
+
+
 def export_bundle(
     run_dir: Path,
     out_dir: Path,
@@ -170,7 +239,8 @@ def export_bundle(
     extra_files: dict[str, Path],
     check: Callable[[Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Export both models of ``run_dir`` into ``out_dir``. ``batch_for[kind]``: real preprocessed images.
+    """Export the cascade's models of ``run_dir`` into ``out_dir``. ``batch_for[stage]``: real preprocessed
+    images under that model's contract.
 
     Written in a temporary folder and renamed into place only when every export verified, so an
     interrupted or failed export leaves no half bundle that looks complete. ``check(folder)`` runs on the
@@ -178,28 +248,13 @@ def export_bundle(
     bundle.json under ``search_parity``.
     """
     run = RunDir(run_dir)
-    classifier, cls_pre = CategoryClassifier.load(run.stage("classifier"))
-    embedder, emb_pre = ProductEmbedder.load(run.stage("embedder"))
     options = {"formats": formats, "opset": opset, "quantize_int8": quantize_int8, "atol": atol}
     with atomic_dir(out_dir) as tmp:
-        models = {
-            "classifier": export_model(
-                "classifier", CalibratedClassifier(classifier), cls_pre, tmp, batch_for["classifier"], labels, **options
-            )
-            | {
-                "categories": classifier.categories,
-                "temperature": float(classifier.temperature),
-                "backbone": _backbone(run.stage("classifier")),
-            },
-            "embedder": export_model("embedder", embedder, emb_pre, tmp, batch_for["embedder"], None, **options)
-            | {
-                "embedding_dim": embedder.embedding_dim,
-                "metric": "ip",
-                "normalized": True,
-                "fingerprint": fingerprint(embedder),
-                "backbone": _backbone(run.stage("embedder")),
-            },
-        }
+        models = (
+            _export_multitask(run, tmp, batch_for, labels, options)
+            if run.cascade_stages() == MULTITASK_STAGES
+            else _export_separate(run, tmp, batch_for, labels, options)
+        )
         for name, src in extra_files.items():
             dst = tmp / name
             if src.is_dir():

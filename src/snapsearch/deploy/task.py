@@ -17,13 +17,13 @@ from snapsearch.data.sources import load_manifest
 from snapsearch.deploy.export import ExportError, export_bundle
 from snapsearch.models.artifact import META_FILE
 from snapsearch.runtime.batch import BatchIO
-from snapsearch.runtime.models import TorchRuntime
+from snapsearch.runtime.factory import run_runtime
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec, embed_pool
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
 from snapsearch.search.sources import catalog_pool, default_strategies
 from snapsearch.utils.atomic import ensure_writable_dir
-from snapsearch.utils.layout import INDEX, LABELS, SOURCE_CONFIG, STAGES, RunDir
+from snapsearch.utils.layout import INDEX, LABELS, SOURCE_CONFIG, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _catalog_index(
     """The catalog's partitioned index built with the run's embedder, for a deployment to ship."""
     io = BatchIO(cfg.batch_size, cfg.num_workers, train_cfg.data.max_image_pixels, train_cfg.data.draft_decode)
     spec = IndexSpec.from_config(OmegaConf.to_container(cfg.index))
-    index, _ = embed_pool(spec, TorchRuntime.from_run_dir(run_dir), catalog, labels, io)
+    index, _ = embed_pool(spec, run_runtime(run_dir), catalog, labels, io)
     index.save(out)
     return out
 
@@ -101,9 +101,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     run = RunDir(Path(cfg.run_dir))
     run_dir = run.root
     ensure_writable_dir(Path(cfg.output).resolve().parent, "bundle's parent folder")
-    for stage in STAGES:
-        if not (run.stage(stage) / META_FILE).is_file():
-            raise FileNotFoundError(f"{run.stage(stage)} has no trained {stage}; train it with stages=[{stage}]")
+    stages = run.cascade_stages()
     train_cfg = OmegaConf.load(run.config)
     labels = LabelMaps.load(run.labels)
     manifest = load_manifest(train_cfg.data)
@@ -111,7 +109,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
     photos = photos.sample(frac=1.0, random_state=0)  # several categories, not the first one only
     pre = {
         k: Preprocess.from_dict(OmegaConf.to_container(OmegaConf.load(run.stage(k) / META_FILE).preprocess))
-        for k in STAGES
+        for k in stages
     }
     batches, truth = {}, None
     for kind, contract in pre.items():

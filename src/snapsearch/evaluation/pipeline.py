@@ -34,7 +34,7 @@ def open_cascade(cfg: DictConfig, source: Path, data_cfg: DictConfig, pool, out_
     if cfg.runtime != "torch" and cfg.bundle is None:
         raise ValueError(f"runtime={cfg.runtime!r} runs an export bundle: pass bundle=DIR (python export.py makes one)")
     if cfg.bundle is not None and cfg.embedder != "trained":
-        raise ValueError("a bundle carries its own embedder; embedder=generic|shared needs run_dir=")
+        raise ValueError("a bundle carries its own embedder; embedder=generic|shared|multitask needs run_dir=")
     options: dict[str, Any] = {
         "data": data_cfg,
         "pool": pool,

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from snapsearch.utils.atomic import atomic_save, atomic_write_text
+from snapsearch.utils.layout import MODEL_FILE
 
 WEIGHTS_FILE = "model.pt"
-META_FILE = "model.json"
+META_FILE = MODEL_FILE
 
 
 def save_model(folder: str | Path, module: nn.Module, meta: dict[str, Any]) -> None:

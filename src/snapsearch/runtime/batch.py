@@ -70,8 +70,10 @@ def run_inference(
     runtime: CascadeRuntime, frame: pd.DataFrame, labels: LabelMaps, *, classify: bool, io: BatchIO, what: str
 ) -> Outputs:
     """Embed (and optionally classify) every image of ``frame``, showing progress as ``what``. One decode
-    serves both models when their preprocessing contracts agree (the common case: one backbone family)."""
+    serves both models when their preprocessing contracts agree (the common case: one backbone family), and
+    one forward pass serves both when the runtime has a single trunk (``classify_and_embed``)."""
     shared = runtime.classifier_preprocess == runtime.embedder_preprocess
+    joint = getattr(runtime, "classify_and_embed", None)  # one pass for both heads (one trunk)
     rows, embs, probs, skipped = [], [], [], 0
     batches = _loader(frame, labels, runtime.embedder_preprocess, io)
     for batch in track(batches, len(frame), what, size=_batch_size):
@@ -80,6 +82,11 @@ def run_inference(
             continue
         x = batch["image"].numpy()
         rows.append(batch["row"].numpy())
+        if classify and joint is not None:
+            p, e = joint(x)
+            probs.append(p)
+            embs.append(e)
+            continue
         embs.append(runtime.embed(x))
         if classify and shared:
             probs.append(runtime.classify(x))

@@ -1,5 +1,6 @@
-"""Open the eager runtime a run directory asks for: its fine-tuned embedder, a generic ImageNet one, or the
-classifier's own trunk (a bundle's runtime is :class:`~snapsearch.runtime.models.BundleRuntime`)."""
+"""Open the eager runtime a run directory asks for: its trained cascade (separate models or one multi-task
+network), a generic ImageNet embedder, or the classifier's own trunk (a bundle's runtime is
+:class:`~snapsearch.runtime.models.BundleRuntime`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.models.embedder import ProductEmbedder
-from snapsearch.runtime.models import CascadeRuntime, SharedTrunkRuntime, TorchRuntime
-from snapsearch.utils.layout import RunDir
+from snapsearch.runtime.models import CascadeRuntime, MultiTaskRuntime, SharedTrunkRuntime, TorchRuntime
+from snapsearch.utils.layout import MULTITASK_STAGES, RunDir
 
-EMBEDDERS = ("trained", "generic", "shared")
+EMBEDDERS = ("trained", "generic", "shared", "multitask")
 
 
 def run_runtime(
@@ -24,11 +25,15 @@ def run_runtime(
     """Eager PyTorch on a run directory.
 
     Args:
-        embedder: ``trained`` (the run's fine-tuned embedder), ``generic`` (an ImageNet trunk's pooled
-            features, described by ``generic``: ``backbone``, ``embedding_dim``, ``gem_p``) or ``shared``
-            (the classifier's pooled features: one trunk for both stages).
+        embedder: ``trained`` (the run's own cascade: its fine-tuned embedder beside its classifier, or its
+            multi-task network when that is what it trained), ``multitask`` (that network, even in a run that
+            also has separate models), ``generic`` (an ImageNet trunk's pooled features, described by
+            ``generic``: ``backbone``, ``embedding_dim``, ``gem_p``) or ``shared`` (the classifier's pooled
+            features: one trunk, no embedding training).
     """
     run = RunDir(Path(run_dir))
+    if embedder == "multitask" or (embedder == "trained" and run.cascade_stages() == MULTITASK_STAGES):
+        return MultiTaskRuntime.from_run_dir(run.root, device=device)
     if embedder == "shared":
         return SharedTrunkRuntime.from_run_dir(run.root, device=device)
     model, pre = eager_embedder(run.root, embedder, generic)

@@ -15,6 +15,7 @@ from snapsearch.data.preprocess import Preprocess
 from snapsearch.models.artifact import fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
+from snapsearch.models.multitask import MultiTaskNet
 from snapsearch.runtime.bundle import BundleError, read_bundle
 from snapsearch.utils.layout import RunDir
 
@@ -120,24 +121,65 @@ class SharedTrunkRuntime(TorchRuntime):
         return probs.cpu().numpy(), torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
 
-def load_runner(path: Path, input_name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A batch -> output function for an exported file: onnxruntime for .onnx, torch.jit for .ts."""
+class MultiTaskRuntime:
+    """Eager PyTorch on a multi-task network: one trunk, both heads, one preprocessing contract."""
+
+    name = "torch-multitask"
+
+    def __init__(self, model: MultiTaskNet, preprocess: Preprocess, device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.classifier_preprocess = self.embedder_preprocess = preprocess
+        self.categories = model.categories
+        self.embedding_dim = model.embedding_dim
+        self.embedder_fingerprint = fingerprint(model)
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, device: str = "cpu") -> MultiTaskRuntime:
+        model, preprocess = MultiTaskNet.load(RunDir(Path(run_dir)).stage("multitask"))
+        return cls(model, preprocess, device)
+
+    @torch.inference_mode()
+    def classify_and_embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities and embeddings from one forward pass."""
+        probs, emb = self.model(torch.from_numpy(batch).to(self.device))
+        return probs.cpu().numpy(), emb.cpu().numpy()
+
+    @torch.inference_mode()
+    def classify(self, batch: np.ndarray) -> np.ndarray:
+        return self.classify_and_embed(batch)[0]
+
+    @torch.inference_mode()
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """The embedding head alone (the category head's cost is skipped, not the trunk's)."""
+        x = torch.from_numpy(batch).to(self.device)
+        m = self.model
+        return torch.nn.functional.normalize(m.proj(m.pool(m.trunk.forward_features(x))), dim=-1).cpu().numpy()
+
+
+def load_runner(path: Path, input_name: str) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
+    """A batch -> outputs function for an exported file (every output, in order): onnxruntime for .onnx,
+    torch.jit for .ts."""
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda batch: session.run(None, {input_name: batch})[0]
+        return lambda batch: tuple(session.run(None, {input_name: batch}))
     module = torch.jit.load(str(path), map_location="cpu").eval()
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> tuple[np.ndarray, ...]:
         with torch.inference_mode():
-            return module(torch.from_numpy(batch)).numpy()
+            out = module(torch.from_numpy(batch))
+        return tuple(o.numpy() for o in out) if isinstance(out, tuple) else (out.numpy(),)
 
     return run
 
 
 class BundleRuntime:
-    """TorchScript or onnxruntime on an export bundle: no Lightning, no training code, no timm."""
+    """TorchScript or onnxruntime on an export bundle: no Lightning, no training code, no timm.
+
+    A bundle holds either two models (``classifier``, ``embedder``) or one ``multitask`` model with both
+    outputs; then :meth:`classify_and_embed` runs it once per batch."""
 
     def __init__(self, bundle_dir: str | Path, runtime: str, meta: dict[str, Any] | None = None) -> None:
         """``meta``: the bundle's already verified ``bundle.json``; None verifies the bundle here."""
@@ -145,8 +187,10 @@ class BundleRuntime:
             raise ValueError(f"runtime={runtime!r} cannot run a bundle; use one of {BUNDLE_RUNTIMES}")
         bundle_dir = Path(bundle_dir)
         meta = read_bundle(bundle_dir) if meta is None else meta
-        cls_meta, emb_meta = meta["models"]["classifier"], meta["models"]["embedder"]
-        for kind, m in (("classifier", cls_meta), ("embedder", emb_meta)):
+        models = meta["models"]
+        joint = "multitask" in models
+        cls_meta, emb_meta = (models["multitask"],) * 2 if joint else (models["classifier"], models["embedder"])
+        for kind, m in {"classifier": cls_meta, "embedder": emb_meta}.items():
             if runtime not in m["files"]:
                 raise BundleError(f"bundle {bundle_dir} has no {runtime} {kind} (it has {sorted(m['files'])})")
         self.name = runtime
@@ -156,10 +200,20 @@ class BundleRuntime:
         self.embedding_dim = int(emb_meta["embedding_dim"])
         self.embedder_fingerprint = emb_meta["fingerprint"]
         self._classify = load_runner(bundle_dir / cls_meta["files"][runtime], meta["input_name"])
-        self._embed = load_runner(bundle_dir / emb_meta["files"][runtime], meta["input_name"])
+        self._classify_output = 0
+        if joint:  # one file whose outputs are (probabilities, embedding)
+            self._embed, self._embed_output = self._classify, 1
+            self.classify_and_embed = self._classify_and_embed  # the Cascade and batch inference use it
+        else:
+            self._embed = load_runner(bundle_dir / emb_meta["files"][runtime], meta["input_name"])
+            self._embed_output = 0
+
+    def _classify_and_embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, emb = self._classify(np.ascontiguousarray(batch, dtype=np.float32))
+        return probs, emb
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
-        return self._classify(np.ascontiguousarray(batch, dtype=np.float32))
+        return self._classify(np.ascontiguousarray(batch, dtype=np.float32))[self._classify_output]
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        return self._embed(np.ascontiguousarray(batch, dtype=np.float32))
+        return self._embed(np.ascontiguousarray(batch, dtype=np.float32))[self._embed_output]

@@ -6,17 +6,14 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
 
 from snapsearch.models.embedder import ProductEmbedder
-from snapsearch.retrieval.metrics import DEFAULT_KS, retrieval_metrics
+from snapsearch.retrieval.metrics import DEFAULT_KS
 from snapsearch.training.base import SnapSystem
-from snapsearch.training.distributed import gather_unique
 from snapsearch.training.optim import configure_optimization
-
-QUERY_LOADER, POOL_LOADER = 0, 1
+from snapsearch.training.retrieval_validation import RetrievalValidation
 
 
 def build_loss(loss_cfg: dict[str, Any], num_classes: int, embedding_size: int) -> torch.nn.Module:
@@ -50,7 +47,7 @@ class EmbedderSystem(SnapSystem):
         self.model, self.preprocess = ProductEmbedder.build(backbone, embedder["embedding_dim"], embedder["gem_p"])
         self.loss = build_loss(embedder["loss"], len(products), self.model.embedding_dim)
         self.miner = instantiate(embedder["miner"]) if embedder.get("miner") else None
-        self._val: dict[int, list[tuple[torch.Tensor, ...]]] = {QUERY_LOADER: [], POOL_LOADER: []}
+        self.retrieval = RetrievalValidation(self.model.embedding_dim, tuple(retrieval_ks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -69,29 +66,12 @@ class EmbedderSystem(SnapSystem):
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch["image"].shape[0] == 0:
             return
-        self._val[dataloader_idx].append((self(batch["image"]).cpu(), batch["product"].cpu(), batch["row"].cpu()))
-
-    def _gathered(self, loader: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(embeddings, products) of one validation loader over all ranks, each image once."""
-        parts = self._val[loader]
-        if parts:
-            emb, prod, rows = (torch.cat(t).numpy() for t in zip(*parts, strict=True))
-        else:
-            emb, prod, rows = np.zeros((0, self.model.embedding_dim), np.float32), np.zeros(0, int), np.zeros(0, int)
-        emb, prod = gather_unique(rows, emb, prod)
-        return (emb, prod) if len(emb) else None
+        self.retrieval.add(dataloader_idx, self(batch["image"]), batch["product"], batch["row"])
 
     def on_validation_epoch_end(self) -> None:
-        """Photo -> catalog retrieval on the validation photos: exact cosine search, one image per product."""
-        query, pool = self._gathered(QUERY_LOADER), self._gathered(POOL_LOADER)
-        self._val = {QUERY_LOADER: [], POOL_LOADER: []}
-        if query is None or pool is None:
-            return
-        (q, q_prod), (p, p_prod) = query, pool
-        ranked = products_ranked_by_similarity(q, p, p_prod)
-        metrics = retrieval_metrics(ranked, q_prod.tolist(), ks=tuple(self.hparams.retrieval_ks))
-        for name, value in metrics.items():  # identical on every rank: computed on the gathered sets
-            self.log(f"val/{name}", float(value), prog_bar=name == "R@1", batch_size=len(q))
+        metrics = self.retrieval.compute()
+        for name, value in (metrics or {}).items():  # identical on every rank: computed on the gathered sets
+            self.log(f"val/{name}", value, prog_bar=name == "R@1", batch_size=1)
 
     def configure_optimizers(self) -> dict[str, Any]:
         base_lr = self.hparams.optimizer["lr"]
@@ -105,9 +85,3 @@ class EmbedderSystem(SnapSystem):
         if loss_params:  # proxies / class weights learn fastest
             groups.append({"params": loss_params, "lr": base_lr * self.hparams.embedder["loss_lr_scale"]})
         return configure_optimization(self.trainer, self.hparams.optimizer, self.hparams.scheduler, groups)
-
-
-def products_ranked_by_similarity(query: np.ndarray, pool: np.ndarray, pool_products: np.ndarray) -> list[list[int]]:
-    """Exact cosine ranking of pool products per query, each product once at its best image."""
-    order = np.argsort(-(query @ pool.T), axis=1)
-    return [list(dict.fromkeys(pool_products[row].tolist())) for row in order]

@@ -8,6 +8,9 @@ Run directory layout (what evaluate.py and export.py read):
                          preprocessing contract), metrics.json, confusion_matrix.png
     embedder/            best.ckpt, last.ckpt, model.pt + model.json (weights, embedding size,
                          preprocessing contract), metrics.json
+    multitask/           (stages=[multitask]) one trunk with both heads: best.ckpt, last.ckpt, model.pt +
+                         model.json (label map, temperature, embedding size, contract), metrics.json,
+                         confusion_matrix.png
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from snapsearch.data.augment import build_augment
 from snapsearch.data.datamodule import SnapDataModule
 from snapsearch.data.preview import make_preview_grid, save_grid_png
 from snapsearch.models.calibration import fit_temperature
+from snapsearch.training.category_eval import CategoryEvaluation
 from snapsearch.training.classifier_system import ClassifierSystem
 from snapsearch.training.distributed import gather_unique
 from snapsearch.training.embedder_system import EmbedderSystem
+from snapsearch.training.multitask_system import MultiTaskSystem
 from snapsearch.utils.atomic import atomic_save, atomic_write_text, ensure_writable_dir
 from snapsearch.utils.layout import LAST_CHECKPOINT, METRICS, RunDir
 from snapsearch.utils.run import instantiate_callbacks, instantiate_loggers, print_config_tree
@@ -99,7 +104,7 @@ def _make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, loggers: list[Lo
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         log.info("logger=none: the learning-rate monitor has nothing to log to and is left out")
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    epochs = cfg.model[stage].get("max_epochs")
+    epochs = cfg.model.get(stage, {}).get("max_epochs")
     overrides = {"max_epochs": epochs} if epochs is not None else {}
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
@@ -140,6 +145,35 @@ def _finish_stage(
     return {f"{stage}/{k}": v for k, v in metrics.items()}
 
 
+def _calibrate_and_test(
+    cfg: DictConfig,
+    dm: SnapDataModule,
+    trainer: pl.Trainer,
+    system: CategoryEvaluation,
+    stage_dir: Path,
+    loggers: list[Logger],
+) -> dict[str, float]:
+    """Temperature scaling of the category head on the validation photos, then its test metrics and
+    confusion matrix (every rank takes part: collectives; files are written by rank 0 alone)."""
+    metrics: dict[str, float] = {}
+    if cfg.calibrate:
+        outputs = trainer.predict(system, dataloaders=dm.val_dataloader())
+        rows, logits, labels = (torch.cat([o[k] for o in outputs]).numpy() for k in ("row", "logits", "label"))
+        logits, labels = (torch.from_numpy(a) for a in gather_unique(rows, logits, labels))
+        system.model.temperature.fill_(fit_temperature(logits, labels))
+        log.info("temperature on %d validation photos: T = %.3f", len(labels), float(system.model.temperature))
+    if cfg.test:
+        tested = trainer.test(system, dataloaders=dm.test_dataloader())
+        metrics.update({k: float(v) for k, v in tested[0].items()} if tested else {})
+        confusion = system.test_confusion.compute()  # a collective under DDP: every rank computes it
+        if trainer.is_global_zero:
+            n = len(dm.labels.categories)
+            fig, _ = system.test_confusion.plot(val=confusion, labels=dm.labels.categories)
+            fig.set_size_inches(max(6, n * 0.3), max(6, n * 0.3))
+            log_image(loggers, "test/confusion_matrix", _save_figure(fig, stage_dir / "confusion_matrix.png"))
+    return metrics
+
+
 def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
     """Stage 1: the in-domain category classifier, calibrated by temperature scaling on validation photos."""
     stage_dir = RunDir(run_dir).stage("classifier")
@@ -156,22 +190,7 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     trainer = _make_trainer(cfg, "classifier", stage_dir, loggers)
     trainer.fit(system, datamodule=dm, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir), weights_only=True)
     metrics = _restore_best(cfg, "classifier", trainer, system)
-    # Every rank takes part in what follows (collectives); files are written by rank 0 alone.
-    if cfg.calibrate:
-        outputs = trainer.predict(system, dataloaders=dm.val_dataloader())
-        rows, logits, labels = (torch.cat([o[k] for o in outputs]).numpy() for k in ("row", "logits", "label"))
-        logits, labels = (torch.from_numpy(a) for a in gather_unique(rows, logits, labels))
-        system.model.temperature.fill_(fit_temperature(logits, labels))
-        log.info("temperature on %d validation photos: T = %.3f", len(labels), float(system.model.temperature))
-    if cfg.test:
-        tested = trainer.test(system, datamodule=dm)
-        metrics.update({k: float(v) for k, v in tested[0].items()} if tested else {})
-        confusion = system.test_confusion.compute()  # a collective under DDP: every rank computes it
-        if trainer.is_global_zero:
-            n = len(dm.labels.categories)
-            fig, _ = system.test_confusion.plot(val=confusion, labels=dm.labels.categories)
-            fig.set_size_inches(max(6, n * 0.3), max(6, n * 0.3))
-            log_image(loggers, "test/confusion_matrix", _save_figure(fig, stage_dir / "confusion_matrix.png"))
+    metrics |= _calibrate_and_test(cfg, dm, trainer, system, stage_dir, loggers)
     if not trainer.is_global_zero:
         return {}
     metrics["temperature"] = float(system.model.temperature)
@@ -209,9 +228,45 @@ def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: 
     return _finish_stage("embedder", trainer, stage_dir, loggers, metrics)
 
 
+def train_multitask(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
+    """One trunk, two heads: the gate and the embedder trained together on M-per-product batches, selected on
+    validation photos (gate accuracy and photo -> catalog R@1), then calibrated and tested like the gate."""
+    stage_dir = RunDir(run_dir).stage("multitask")
+    emb_cfg = _plain(cfg.model.embedder)
+    system = MultiTaskSystem(
+        backbone=_plain(cfg.model.backbone),
+        categories=dm.labels.categories,
+        products=dm.labels.products,
+        embedder=emb_cfg,
+        multitask=_plain(cfg.multitask),
+        label_smoothing=cfg.model.classifier.label_smoothing,
+        optimizer=_plain(cfg.model.optimizer),
+        scheduler=_plain(cfg.model.scheduler),
+        channels_last=cfg.model.channels_last,
+    )
+    dm.attach_preprocess(system.preprocess)
+    _augment_preview(cfg, dm, run_dir, loggers)
+    trainer = _make_trainer(cfg, "multitask", stage_dir, loggers)
+    trainer.fit(
+        system,
+        train_dataloaders=dm.embedder_train_dataloader(emb_cfg["m_per_class"], emb_cfg["catalog_oversample"]),
+        val_dataloaders=[dm.val_dataloader(), dm.catalog_dataloader()],
+        ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir),
+        weights_only=True,
+    )
+    metrics = _restore_best(cfg, "multitask", trainer, system)
+    metrics |= _calibrate_and_test(cfg, dm, trainer, system, stage_dir, loggers)
+    if not trainer.is_global_zero:
+        return {}
+    metrics["temperature"] = float(system.model.temperature)
+    system.model.save(stage_dir, backbone=_plain(cfg.model.backbone), preprocess=system.preprocess)
+    return _finish_stage("multitask", trainer, stage_dir, loggers, metrics)
+
+
 STAGES: dict[str, Callable[[DictConfig, SnapDataModule, Path, list[Logger]], dict[str, float]]] = {
     "classifier": train_classifier,
     "embedder": train_embedder,
+    "multitask": train_multitask,
 }
 
 
@@ -221,7 +276,7 @@ def check_config(cfg: DictConfig) -> None:
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise ValueError(f"unknown or empty stages {unknown or stages}; choose from {list(STAGES)}")
-    if "embedder" in stages and cfg.model.embedder.m_per_class > cfg.data.batch_size:
+    if {"embedder", "multitask"} & set(stages) and cfg.model.embedder.m_per_class > cfg.data.batch_size:
         raise ValueError(
             f"model.embedder.m_per_class={cfg.model.embedder.m_per_class} exceeds data.batch_size="
             f"{cfg.data.batch_size}: a batch must hold at least one product's m_per_class samples"

@@ -11,7 +11,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-STAGES = ("classifier", "embedder")
+STAGES = ("classifier", "embedder", "multitask")
+# The two ways a run holds a cascade: separate gate and embedder, or one multi-task network with both heads.
+SEPARATE_STAGES = ("classifier", "embedder")
+MULTITASK_STAGES = ("multitask",)
+MODEL_FILE = "model.json"
 LABELS = "labels.json"
 INDEX = "index"
 SOURCE_CONFIG = "source_config.yaml"
@@ -49,10 +53,25 @@ class RunDir:
         return self.root / "augment_preview.png"
 
     def stage(self, name: str) -> Path:
-        """The folder of a trained stage (``classifier`` / ``embedder``)."""
+        """The folder of a trained stage (``classifier`` / ``embedder`` / ``multitask``)."""
         if name not in STAGES:
             raise ValueError(f"unknown stage {name!r}; a run directory holds {STAGES}")
         return self.root / name
+
+    def has_model(self, name: str) -> bool:
+        """Whether the stage finished: its model description is written last."""
+        return (self.stage(name) / MODEL_FILE).is_file()
+
+    def cascade_stages(self) -> tuple[str, ...]:
+        """The stages whose models make the run's own cascade: the separate gate and embedder when it has
+        them, else its multi-task network; refused (with the stages to train) when it has neither."""
+        for stages in (SEPARATE_STAGES, MULTITASK_STAGES):
+            if all(self.has_model(s) for s in stages):
+                return stages
+        raise FileNotFoundError(
+            f"{self.root} holds no finished cascade: train stages=[classifier,embedder] or stages=[multitask] "
+            f"into it (finished stages: {[s for s in STAGES if self.has_model(s)]})"
+        )
 
     def stage_config(self, name: str) -> Path:
         return self.stage(name) / "config.yaml"

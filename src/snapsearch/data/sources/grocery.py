@@ -57,8 +57,12 @@ def _ensure_present(root: Path, download: bool) -> None:
         ) from err
 
 
-def grocery_manifest(root: str | Path, download: bool = True) -> pd.DataFrame:
-    """Manifest of the whole dataset: the split photos (``query``) and the iconic images (``catalog``)."""
+def grocery_manifest(root: str | Path, download: bool = True, product_level: bool = False) -> pd.DataFrame:
+    """Manifest of the whole dataset: the split photos (``query``) and the iconic images (``catalog``).
+
+    Categories are ``group/coarse``; ``product_level`` appends the product (``group/coarse/product``), so that
+    ``data.partition_depth=3`` trains the 81-way product classifier: the reference that ranks products by
+    class probabilities with no index (depths 1 and 2 are unchanged by it)."""
     root = Path(root).expanduser().resolve()
     _ensure_present(root, download)
     data = root / "dataset"
@@ -69,7 +73,8 @@ def grocery_manifest(root: str | Path, download: bool = True) -> pd.DataFrame:
             fine, coarse = rec["Class Name (str)"], rec["Coarse Class Name (str)"]
             iconic = rec["Iconic Image Path (str)"].lstrip("/")
             group = Path(iconic).parts[1]
-            fine_to_category[rec["Class ID (int)"]] = category = f"{group}/{coarse}"
+            category = f"{group}/{coarse}/{fine}" if product_level else f"{group}/{coarse}"
+            fine_to_category[rec["Class ID (int)"]] = category
             rows.append(
                 {
                     "image_id": f"iconic/{fine}",

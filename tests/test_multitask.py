@@ -1,0 +1,109 @@
+"""One trunk, two heads: the multitask stage trains, exports to one file with two outputs, and evaluate /
+export / search use it through the run directory with no special case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from snapsearch.models.multitask import MultiTaskNet
+from snapsearch.runtime.bundle import read_bundle
+from snapsearch.runtime.factory import run_runtime
+from snapsearch.runtime.models import BundleRuntime, MultiTaskRuntime
+from snapsearch.search.cascade import Cascade
+from snapsearch.utils.layout import MULTITASK_STAGES, RunDir
+
+from .conftest import run_entry, run_train
+
+
+@pytest.fixture(scope="module")
+def multitask_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("multitask")
+    run_train(tmp, "experiment=smoke", "stages=[multitask]", "logger=csv", f"run_dir={tmp / 'run'}")
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def multitask_bundle(multitask_run: Path) -> Path:
+    out = multitask_run.parent / "bundle"
+    run_entry("export.py", multitask_run.parent, f"run_dir={multitask_run}", f"output={out}", "verify.n_images=8")
+    return out
+
+
+def _batch(n: int = 4) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((n, 3, 64, 64)).astype(np.float32)
+
+
+def test_forward_is_calibrated_heads_and_save_load_round_trips(tmp_path: Path) -> None:
+    backbone = {"name": "test_efficientnet", "pretrained": False, "weights": None, "checkpoint": None,
+                "drop_rate": 0.2, "input_size": 64}  # fmt: skip
+    model, pre = MultiTaskNet.build(backbone, ["a", "b", "c"], embedding_dim=16, gem_p=3.0)
+    model.eval().temperature.fill_(0.5)
+    x = torch.from_numpy(_batch())
+    with torch.inference_mode():
+        logits, emb = model.heads(x)
+        probs, emb2 = model(x)
+    torch.testing.assert_close(probs, torch.softmax(logits / 0.5, -1))
+    torch.testing.assert_close(emb, emb2)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(4))
+    model.save(tmp_path, backbone=backbone, preprocess=pre)
+    loaded, pre2 = MultiTaskNet.load(tmp_path)
+    assert pre2 == pre and loaded.categories == ["a", "b", "c"] and float(loaded.temperature) == 0.5
+    with torch.inference_mode():
+        for a, b in zip(model(x), loaded(x), strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_run_holds_one_calibrated_network_used_by_default(multitask_run: Path) -> None:
+    run = RunDir(multitask_run)
+    assert run.cascade_stages() == MULTITASK_STAGES
+    assert not run.has_model("classifier") and not run.has_model("embedder")
+    metrics = json.loads(run.metrics.read_text())
+    assert {"multitask/val/joint", "multitask/test/acc", "multitask/test/ece", "multitask/temperature"} <= set(metrics)
+    assert metrics["multitask/temperature"] != 1.0  # fitted on the validation photos
+    assert (run.stage("multitask") / "confusion_matrix.png").is_file()
+    runtime = run_runtime(multitask_run)  # embedder=trained: the run's own cascade is the multi-task network
+    assert isinstance(runtime, MultiTaskRuntime)
+    x = _batch()
+    probs, emb = runtime.classify_and_embed(x)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probs, runtime.classify(x), atol=1e-6)
+    np.testing.assert_allclose(emb, runtime.embed(x), atol=1e-6)  # the embedding head alone gives the same
+
+
+def test_export_one_file_two_outputs_runs_both_heads_in_one_pass(multitask_run: Path, multitask_bundle: Path) -> None:
+    meta = read_bundle(multitask_bundle)
+    assert set(meta["models"]) == {"multitask"}
+    model = meta["models"]["multitask"]
+    assert model["outputs"] == ["probabilities", "embedding"]
+    graph = onnx.load(str(multitask_bundle / model["files"]["onnx"])).graph
+    assert [o.name for o in graph.output] == ["probabilities", "embedding"]
+    for fmt in ("onnx", "torchscript"):
+        check = model["verification"][fmt]
+        assert check["probabilities/top1_agreement"] == 1.0 and check["embedding/nn_agreement"] == 1.0
+    assert all(v["top1_agreement"] == 1.0 for k, v in meta["search_parity"].items() if "/" in k)
+
+    eager, x = MultiTaskRuntime.from_run_dir(multitask_run), _batch(3)
+    for runtime in ("onnx", "torchscript"):
+        exported = BundleRuntime(multitask_bundle, runtime)
+        assert exported.embedder_fingerprint == eager.embedder_fingerprint  # an index built eagerly is accepted
+        for got, want in zip(exported.classify_and_embed(x), eager.classify_and_embed(x), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-4)
+        np.testing.assert_allclose(exported.embed(x), eager.embed(x), atol=1e-4)
+
+
+def test_search_and_evaluate_use_it_with_no_special_case(multitask_run: Path, multitask_bundle: Path) -> None:
+    cascade = Cascade.from_bundle(multitask_bundle, runtime="onnx")
+    photo = multitask_run / "augment_preview.png"  # any real image file
+    result = cascade.search(photo, k=3, strategy="top1")
+    assert result.products and result.timings_ms["classify"] == 0.0  # both heads ran in the embed pass
+    run_entry("evaluate.py", multitask_run.parent, f"bundle={multitask_bundle}", "runtime=onnx",
+              "latency.n_queries=5", "latency.warmup=1", "bootstrap.resamples=50", "rejection.enabled=false")  # fmt: skip
+    report = json.loads(next(multitask_bundle.parent.glob("bundle-evaluations/*/report.json")).read_text())
+    assert report["strategies"]["oracle"]["routed_right"] == 1.0
+    assert 0.0 <= report["strategies"]["top1"]["metrics"]["R@1"] <= 1.0
