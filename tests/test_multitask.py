@@ -102,8 +102,8 @@ def test_search_and_evaluate_use_it_with_no_special_case(multitask_run: Path, mu
     photo = multitask_run / "augment_preview.png"  # any real image file
     result = cascade.search(photo, k=3, strategy="top1")
     assert result.products and result.timings_ms["classify"] == 0.0  # both heads ran in the embed pass
-    run_entry("evaluate.py", multitask_run.parent, f"bundle={multitask_bundle}", "runtime=onnx",
-              "latency.n_queries=5", "latency.warmup=1", "bootstrap.resamples=50", "rejection.enabled=false")  # fmt: skip
+    quick = ("latency.n_queries=5", "latency.warmup=1", "bootstrap.resamples=50", "rejection.enabled=false")
+    run_entry("evaluate.py", multitask_run.parent, f"bundle={multitask_bundle}", "runtime=onnx", *quick)
     report = json.loads(next(multitask_bundle.parent.glob("bundle-evaluations/*/report.json")).read_text())
     assert report["strategies"]["oracle"]["routed_right"] == 1.0
     assert 0.0 <= report["strategies"]["top1"]["metrics"]["R@1"] <= 1.0
