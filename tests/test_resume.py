@@ -1,7 +1,8 @@
 """Faults during training, tried for real on subprocesses: a kill mid-epoch, SIGTERM, a disk that fills up.
 
-The claims: a training killed at any point resumes from ``last.ckpt`` with ``ckpt_path=last`` and, in
-deterministic mode, ends with the very weights of an uninterrupted run; a checkpoint that cannot be
+The claims: a training killed at any point resumes from its newest checkpoint (``last.ckpt`` at an epoch's
+end, ``step.ckpt`` inside one) with ``ckpt_path=last`` and, in deterministic mode, ends with the very weights
+of an uninterrupted run; a checkpoint that cannot be
 written never replaces the previous one with a truncated file.
 """
 
@@ -75,6 +76,32 @@ def test_killed_mid_epoch_resumes_to_identical_weights(uninterrupted: Path, tmp_
     assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(
         (uninterrupted / "metrics.json").read_text()
     )
+
+
+STEP_EVERY = 5  # mid-epoch checkpoints: step.ckpt after every 5 optimizer steps
+
+
+def test_killed_after_a_mid_epoch_checkpoint_resumes_at_that_batch(uninterrupted: Path, tmp_path: Path) -> None:
+    """A checkpoint inside an epoch (step.ckpt) resumes at the very batch it was written after, with loader
+    workers prefetching ahead (num_workers=2), and ends with the weights of the uninterrupted run."""
+    run_dir = tmp_path / "run"
+    mid_epoch = (f"callbacks.step_checkpoint.every_n_train_steps={STEP_EVERY}", "data.num_workers=2")
+    fault = ("+callbacks.fault._target_=tests.faults.SignalAtStep", f"+callbacks.fault.step={KILL_STEP}")
+    killed = _train_subprocess(
+        tmp_path, *COMMON, *mid_epoch, f"run_dir={run_dir}", *fault, "+callbacks.fault.signal=SIGKILL"
+    )
+    assert killed.returncode != 0
+    stage = run_dir / "classifier"
+    step = torch.load(stage / "step.ckpt", map_location="cpu", weights_only=True)
+    assert step["global_step"] == KILL_STEP > STEPS_PER_EPOCH  # written inside the second epoch
+    done = KILL_STEP - STEPS_PER_EPOCH
+    assert step["callbacks"]["LoaderPosition"] == {"epoch": 1, "batches_done": done}
+    assert torch.load(stage / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == STEPS_PER_EPOCH
+
+    resumed = run_train(tmp_path, *COMMON, *mid_epoch, f"run_dir={run_dir}", "ckpt_path=last")
+    assert f"Restored all states from the checkpoint at {stage / 'step.ckpt'}" in resumed.stdout + resumed.stderr
+    expected, got = _weights(uninterrupted), _weights(run_dir)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
 def test_another_seed_trains_other_weights(uninterrupted: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomS
 
 from snapsearch.data.augment import build_train_transform
 from snapsearch.data.dataset import LabelMaps, ManifestDataset, collate_skipping_bad
-from snapsearch.data.draws import SeededDraws
+from snapsearch.data.draws import ResumableLoader, SeededDraws
 from snapsearch.data.manifest import ManifestError, category_at
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
@@ -104,16 +104,18 @@ class SnapDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset, batch_size: int, *, sampler: Any = None) -> DataLoader:
         """Training loaders pass a sampler: it is wrapped in :class:`SeededDraws` so the epoch's order and
-        every sample's augmentations follow from (seed, epoch, position) and replay exactly on resume."""
+        every sample's augmentations follow from (seed, epoch, position) and replay exactly on resume, and the
+        loader is a :class:`ResumableLoader` so a checkpoint inside an epoch resumes at its batch."""
         workers = int(self.cfg.num_workers)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=None if sampler is None else SeededDraws(sampler, self.seed, block=batch_size),
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            collate_fn=collate_skipping_bad,
-        )
+        options: dict[str, Any] = {
+            "batch_size": batch_size,
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "collate_fn": collate_skipping_bad,
+        }
+        if sampler is None:
+            return DataLoader(dataset, **options)
+        return ResumableLoader(dataset, sampler=SeededDraws(sampler, self.seed, block=batch_size), **options)
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset("train", train_transform=True)

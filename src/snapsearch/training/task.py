@@ -42,7 +42,7 @@ from snapsearch.training.distributed import gather_unique
 from snapsearch.training.embedder_system import EmbedderSystem
 from snapsearch.training.multitask_system import MultiTaskSystem
 from snapsearch.utils.atomic import atomic_save, atomic_write_text, ensure_writable_dir
-from snapsearch.utils.layout import LAST_CHECKPOINT, METRICS, RunDir
+from snapsearch.utils.layout import LAST_CHECKPOINT, METRICS, STEP_CHECKPOINT, RunDir
 from snapsearch.utils.run import instantiate_callbacks, instantiate_loggers, print_config_tree
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,15 @@ def _plain(node: Any) -> Any:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, stage_dir: Path) -> str | None:
-    """``last`` means the stage's own last checkpoint in this run directory."""
+    """``last`` means the stage's newest checkpoint in this run directory: the end-of-epoch ``last.ckpt`` or
+    the mid-epoch ``step.ckpt``, whichever was written later."""
     if ckpt_path is None:
         return None
-    path = stage_dir / LAST_CHECKPOINT if ckpt_path == "last" else Path(ckpt_path)
+    if ckpt_path == "last":
+        written = [p for p in (stage_dir / LAST_CHECKPOINT, stage_dir / STEP_CHECKPOINT) if p.is_file()]
+        path = max(written, key=lambda p: p.stat().st_mtime_ns) if written else stage_dir / LAST_CHECKPOINT
+    else:
+        path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} does not exist; with ckpt_path=last also pass run_dir=<the run to resume>"
@@ -99,6 +104,7 @@ def _make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, loggers: list[Lo
         cfg.get("callbacks"),
         model_checkpoint={"dirpath": str(stage_dir), **monitor},
         last_checkpoint={"dirpath": str(stage_dir)},
+        step_checkpoint={"dirpath": str(stage_dir)},
         early_stopping=monitor,
     )
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):

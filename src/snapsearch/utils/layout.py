@@ -20,6 +20,7 @@ LABELS = "labels.json"
 INDEX = "index"
 SOURCE_CONFIG = "source_config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
+STEP_CHECKPOINT = "step.ckpt"  # the filename of conf/callbacks/default.yaml's step_checkpoint
 METRICS = "metrics.json"
 
 
