@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from snapsearch.training.task import STAGES
 from snapsearch.utils.resolvers import register_resolvers
 
 from .conftest import CONF_DIR
@@ -39,7 +40,7 @@ def test_every_experiment_composes(experiment: str) -> None:
     cfg = _compose([f"experiment={experiment}"])
     resolved = _resolve(cfg)
     assert resolved["model"]["backbone"]["name"]
-    assert set(resolved["stages"]) <= {"classifier", "embedder"}
+    assert set(resolved["stages"]) <= set(STAGES)
 
 
 @pytest.mark.parametrize("group", ["data", "model", "augment", "trainer", "logger", "callbacks", "debug", "loss"])

@@ -18,21 +18,27 @@ from snapsearch.data.draws import ResumableLoader, SeededDraws
 from snapsearch.data.manifest import ManifestError, category_at
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
+from snapsearch.data.unseen import choose_unseen_products
 
 log = logging.getLogger(__name__)
 
 
 class SnapDataModule(pl.LightningDataModule):
     """Splits (DESIGN.md §3): train = ``split == train`` photos plus catalog images (``train_domains``);
-    val / test = the query photos of those splits; ``catalog`` = every catalog image (the search pool)."""
+    val / test = the query photos of those splits; ``catalog`` = every catalog image (the search pool). All of
+    them without the unseen products (``data.unseen_products``), which only evaluation sees."""
 
     def __init__(self, data_cfg: DictConfig, augment_cfg: DictConfig, seed: int) -> None:
         super().__init__()
         self.cfg = data_cfg
         self.seed = seed
         self.augment_cfg = augment_cfg
-        self.manifest = load_manifest(data_cfg)
-        self.labels = LabelMaps.from_manifest(self.manifest, data_cfg.partition_depth)
+        manifest = load_manifest(data_cfg)
+        held = data_cfg.unseen_products
+        unseen = choose_unseen_products(manifest, data_cfg.partition_depth, held.fraction, held.seed)
+        self.labels = LabelMaps.from_manifest(manifest, data_cfg.partition_depth, unseen)
+        # Nothing of an unseen product reaches training, selection (validation) or calibration.
+        self.manifest = manifest[~manifest["product_id"].isin(unseen)]
         self.preprocess: Preprocess | None = None
         self._check_splits()
         self._report_gaps()

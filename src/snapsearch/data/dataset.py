@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class LabelMaps:
     categories: list[str]  # partition labels, index = class id
     products: list[str]  # product ids, index = product index
     product_category: list[int]  # partition class id of each product
+    # products held out of training, selection and calibration (the unseen-products protocol)
+    unseen_products: list[str] = field(default_factory=list)
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2))
@@ -41,14 +43,18 @@ class LabelMaps:
         return cls(**json.loads(Path(path).read_text()))
 
     @classmethod
-    def from_manifest(cls, df: pd.DataFrame, partition_depth: int) -> LabelMaps:
-        """Categories and products in order of first appearance (the source's own order)."""
+    def from_manifest(
+        cls, df: pd.DataFrame, partition_depth: int, unseen_products: list[str] | None = None
+    ) -> LabelMaps:
+        """Categories and products in order of first appearance (the source's own order); unseen products
+        keep their index (evaluation scores them) though no model trains on them."""
         part = category_at(df["category"], partition_depth)
         categories = list(dict.fromkeys(part))
         products = list(dict.fromkeys(df["product_id"]))
         cat_index = {c: i for i, c in enumerate(categories)}
         first = df.assign(_part=part).drop_duplicates("product_id").set_index("product_id")["_part"]
-        return cls(partition_depth, categories, products, [cat_index[first[p]] for p in products])
+        product_category = [cat_index[first[p]] for p in products]
+        return cls(partition_depth, categories, products, product_category, sorted(unseen_products or []))
 
 
 class ManifestDataset(Dataset):

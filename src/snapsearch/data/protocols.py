@@ -24,6 +24,11 @@ def known_rows(frame: pd.DataFrame, labels: LabelMaps) -> pd.DataFrame:
     return frame[part.isin(labels.categories) & frame["product_id"].isin(labels.products)]
 
 
+def without_unseen(frame: pd.DataFrame, labels: LabelMaps) -> pd.DataFrame:
+    """Rows of products the run did not hold out: what calibration (thresholds, conformal sets) may use."""
+    return frame[~frame["product_id"].isin(labels.unseen_products)]
+
+
 def protocol_frames(manifest: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(queries, pool, calibration photos) of a protocol: catalog = the catalog images are the pool;
     extended_catalog = the train photos join them."""
@@ -58,9 +63,11 @@ def _known(frame: pd.DataFrame, labels: LabelMaps, what: str) -> pd.DataFrame:
 
 def answerable(manifest: pd.DataFrame, protocol: str, labels: LabelMaps) -> tuple[pd.DataFrame, ...]:
     """(queries, pool, calibration photos) restricted to what can be scored: known labels, and queries
-    whose product has an image in the pool (a product without one can never be found: counted, logged)."""
+    whose product has an image in the pool (a product without one can never be found: counted, logged).
+    The run's unseen products stay among the queries and in the pool, not among the calibration photos."""
     frames = protocol_frames(manifest, protocol)
     queries, pool, calib = (_known(f, labels, w) for f, w in zip(frames, FRAME_NAMES, strict=True))
+    calib = without_unseen(calib, labels)
     in_pool = queries["product_id"].isin(pool["product_id"])
     if not in_pool.all():
         log.warning(

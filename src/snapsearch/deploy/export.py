@@ -54,7 +54,7 @@ class CalibratedClassifier(nn.Module):
         return self.model.probabilities(x)
 
 
-def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, outputs: tuple[str, ...], opset: int) -> None:
+def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, outputs: tuple[str, ...], opset: int) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
         module,
@@ -143,7 +143,7 @@ def export_model(
     for fmt in formats:
         path = folder / f"{kind}{SUFFIX[fmt]}"
         if fmt == "onnx":
-            _export_onnx(module, example, path, OUTPUTS[kind], opset)
+            export_onnx(module, example, path, OUTPUTS[kind], opset)
         elif fmt == "torchscript":
             _export_torchscript(module, example, path)
         else:

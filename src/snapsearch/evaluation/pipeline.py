@@ -17,7 +17,12 @@ from snapsearch.data.sources import load_manifest
 from snapsearch.evaluation.latency import serving_latency
 from snapsearch.evaluation.plots import confusion_matrix_figure, examples_figure
 from snapsearch.evaluation.report import print_table, save_png, write_rankings, write_reports
-from snapsearch.evaluation.scoring import partition_size_breakdown, recall1_per_category, score_strategies
+from snapsearch.evaluation.scoring import (
+    novelty_breakdown,
+    partition_size_breakdown,
+    recall1_per_category,
+    score_strategies,
+)
 from snapsearch.evaluation.studies import run_studies
 from snapsearch.models.classifier_metrics import classifier_metrics
 from snapsearch.retrieval import GlobalSearch, Oracle, em_prior_correction
@@ -94,7 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             for name, strategy in cascade.strategies.items()
             if not isinstance(strategy, GlobalSearch | Oracle)
         }
-    scores, ranked_by = score_strategies(
+    scores, ranked_by, per_query = score_strategies(
         cascade,
         runs,
         q_emb,
@@ -102,6 +107,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         q_prod,
         k=cfg.k,
         ks=cfg.ks,
+        mrr_depth=cfg.mrr_depth or int(np.unique(cascade.index.item_product).size),
         baseline=cfg.cascade.baseline,
         improvement_metrics=cfg.improvement_metrics,
         bootstrap_resamples=cfg.bootstrap.resamples,
@@ -109,6 +115,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     paths = queries.loc[q_out.rows, "path"].tolist()
     searchable = cascade.searchable()
+    subset_scoring = {
+        "baseline": cfg.cascade.baseline,
+        "improvement_metrics": cfg.improvement_metrics,
+        "bootstrap_resamples": cfg.bootstrap.resamples,
+        "seed": cfg.bootstrap.seed,
+    }
+    if labels.unseen_products:
+        unseen = [labels.products.index(p) for p in labels.unseen_products]
+        results_extra = {"by_novelty": novelty_breakdown(q_prod, unseen, per_query, **subset_scoring)}
+    else:
+        results_extra = {}
     results: dict[str, Any] = {
         "strategies": scores,
         "protocol": cfg.protocol,
@@ -126,15 +143,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "classifier": classifier_metrics(probs, q_part),
         "per_category": recall1_per_category(labels.categories, q_part, q_prod, ranked_by),
         "by_partition_size": partition_size_breakdown(
-            cascade.index.item_partition,
-            cascade.index.item_product,
-            q_part,
-            q_prod,
-            ranked_by,
-            ks=cfg.ks,
-            map_k=cfg.k,
-            baseline=cfg.cascade.baseline,
-            improvement_metrics=cfg.improvement_metrics,
+            cascade.index.item_partition, cascade.index.item_product, q_part, per_query, **subset_scoring
         ),
         "latency": serving_latency(
             cascade,
@@ -146,6 +155,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             cascade_name="top1" if "top1" in searchable else searchable[0],
         ),
     }
+    results |= results_extra
     results |= run_studies(
         cfg, cascade, manifest, labels, io, (queries, pool, calib), q_out, (q_emb, probs, q_part, q_prod)
     )

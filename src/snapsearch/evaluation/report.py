@@ -110,6 +110,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "negligible: the figure is the classifier's cost, not what a catalog of millions would see.",
         "",
         *_size_section(results.get("by_partition_size"), strategies),
+        *_novelty_section(results.get("by_novelty"), strategies),
         *_growing_pool_section(results.get("growing_pool")),
         *_camera_faults_section(results.get("camera_faults")),
         *_rejection_section(results.get("rejection")),
@@ -144,6 +145,33 @@ def _size_section(bands: dict[str, Any] | None, strategies: list[str]) -> list[s
         "there the cascade measures the gate, not the search.",
         "",
         _markdown_table(["products", "partitions", "queries", *strategies], rows),
+        "",
+    ]
+
+
+def _with_interval(entry: dict[str, Any], metric: str) -> str:
+    value = f"{entry['metrics'][metric]:.3f}"
+    if "intervals" in entry:
+        low, high = entry["intervals"]["metrics"][metric]
+        value += f" [{low:.3f}, {high:.3f}]"
+    return f"{value} ({_pct(entry['average_improvement'])})"
+
+
+def _novelty_section(groups: dict[str, Any] | None, strategies: list[str]) -> list[str]:
+    """Seen vs unseen products (the unseen-products protocol): R@1 with its interval and the average gain."""
+    if not groups:
+        return []
+    rows = []
+    for name, g in groups.items():
+        cells = [_with_interval(g["strategies"][s], "R@1") for s in strategies]
+        rows.append([name, str(g["n_products"]), str(g["n_queries"]), *cells])
+    return [
+        "## Seen and unseen products",
+        "",
+        "R@1 [95% interval] (avg. gain against the baseline). Unseen products were held out of training, "
+        "model selection and calibration; only their catalog images are in the pool.",
+        "",
+        _markdown_table(["products", "n", "queries", *strategies], rows),
         "",
     ]
 

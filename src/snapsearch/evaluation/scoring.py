@@ -14,10 +14,11 @@ from snapsearch.retrieval import (
     average_improvement,
     per_query_metrics,
     relative_change,
-    retrieval_metrics,
     routing_decomposition,
 )
 from snapsearch.search.cascade import Cascade
+
+PerQuery = dict[str, dict[str, np.ndarray]]  # run name -> metric -> one value per query
 
 
 def score_strategies(
@@ -29,26 +30,32 @@ def score_strategies(
     *,
     k: int,
     ks: Sequence[int],
+    mrr_depth: int,
     baseline: str,
     improvement_metrics: Sequence[str],
     bootstrap_resamples: int,
     seed: int,
-) -> tuple[dict[str, Any], dict[str, list[list[int]]]]:
+) -> tuple[dict[str, Any], dict[str, list[list[int]]], PerQuery]:
     """Per run name (a strategy, or a strategy on corrected probabilities): its scores, with paired
-    bootstrap 95% intervals (``intervals``); and its rankings.
+    bootstrap 95% intervals (``intervals``); its top-``k`` rankings; and every query's metric values
+    (what the breakdowns over subsets of the queries read).
 
-    ``runs[name] = (strategy name in the cascade, the gate's probabilities to route with)``.
+    ``runs[name] = (strategy name in the cascade, the gate's probabilities to route with)``. Each query is
+    ranked ``mrr_depth`` products deep (at least ``k``) so that MRR is not cut at ``k`` (where, with one
+    relevant product, it would be mAP@k again); a product the strategy never reaches (outside the routed
+    partitions) counts 0.
     """
-    per_query: dict[str, dict[str, np.ndarray]] = {}
+    per_query: PerQuery = {}
     scores: dict[str, Any] = {}
     ranked_by: dict[str, list[list[int]]] = {}
     for name, (strategy, probs) in runs.items():
         t0 = time.perf_counter()
-        rankings, routed = cascade.rank(emb, probs, k, strategy, true_partition=true_partition)
+        rankings, routed = cascade.rank(emb, probs, max(k, mrr_depth), strategy, true_partition=true_partition)
         search_ms = 1e3 * (time.perf_counter() - t0) / len(true_product)
-        ranked = [[int(p) for p in r.products] for r in rankings]
+        deep = [[int(p) for p in r.products] for r in rankings]
+        ranked = [r[:k] for r in deep]
         ranked_by[name] = ranked
-        per_query[name] = per_query_metrics(ranked, true_product.tolist(), ks=tuple(ks), map_k=k)
+        per_query[name] = per_query_metrics(deep, true_product.tolist(), ks=tuple(ks), map_k=k)
         metrics = {m: float(v.mean()) for m, v in per_query[name].items()}
         found = np.array([q in r[: ks[0]] for q, r in zip(true_product, ranked, strict=True)])
         routed_right, found_within = routing_decomposition(routed, true_partition, found)
@@ -68,7 +75,7 @@ def score_strategies(
         intervals = paired_bootstrap(per_query, baseline, improvement_metrics, resamples=bootstrap_resamples, seed=seed)
         for name, s in scores.items():
             s["intervals"] = intervals[name]
-    return scores, ranked_by
+    return scores, ranked_by, per_query
 
 
 def recall1_per_category(
@@ -97,21 +104,40 @@ def _band(low: int, high: int | None) -> tuple[str, Callable[[np.ndarray], np.nd
     return name, lambda n: (n >= low) & (n <= (np.inf if high is None else high))
 
 
+def subset_scores(
+    per_query: PerQuery,
+    rows: np.ndarray,
+    *,
+    baseline: str,
+    improvement_metrics: Sequence[str],
+    bootstrap_resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Every strategy's metrics and average gain over the baseline within the queries ``rows``, with paired
+    bootstrap intervals over those queries."""
+    within = {s: {m: v[rows] for m, v in metrics.items()} for s, metrics in per_query.items()}
+    means = {s: {m: float(v.mean()) for m, v in metrics.items()} for s, metrics in within.items()}
+    keys = tuple(improvement_metrics)
+    strategies = {
+        s: {"metrics": m, "average_improvement": average_improvement(m, means[baseline], keys=keys)}
+        for s, m in means.items()
+    }
+    if bootstrap_resamples > 0:
+        intervals = paired_bootstrap(within, baseline, improvement_metrics, resamples=bootstrap_resamples, seed=seed)
+        for s, entry in strategies.items():
+            entry["intervals"] = intervals[s]
+    return {"n_queries": len(rows), "strategies": strategies}
+
+
 def partition_size_breakdown(
     item_partition: np.ndarray,
     item_product: np.ndarray,
     true_partition: np.ndarray,
-    true_product: np.ndarray,
-    ranked_by: Mapping[str, list[list[int]]],
-    *,
-    ks: Sequence[int],
-    map_k: int,
-    baseline: str,
-    improvement_metrics: Sequence[str],
+    per_query: PerQuery,
+    **scoring: Any,
 ) -> dict[str, dict[str, Any]]:
-    """Each strategy's metrics and average gain over the baseline within the queries whose true partition
-    holds 1, 2 to 5, or 6 or more products: where routing can only be right or wrong (one product) the
-    cascade measures the gate, not the search."""
+    """:func:`subset_scores` within the queries whose true partition holds 1, 2 to 5, or 6 or more products:
+    where routing can only be right or wrong (one product) the cascade measures the gate, not the search."""
     n_products = np.zeros(int(item_partition.max()) + 1, dtype=np.int64)
     for p in np.unique(item_partition):
         n_products[p] = len(np.unique(item_product[item_partition == p]))
@@ -120,19 +146,19 @@ def partition_size_breakdown(
     for low, high in SIZE_BANDS:
         name, within = _band(low, high)
         rows = np.flatnonzero(within(size))
-        if not len(rows):
-            continue
-        truth = true_product[rows].tolist()
-        metrics = {
-            s: retrieval_metrics([ranked[i] for i in rows], truth, ks=tuple(ks), map_k=map_k)
-            for s, ranked in ranked_by.items()
-        }
-        gains = {
-            s: average_improvement(m, metrics[baseline], keys=tuple(improvement_metrics)) for s, m in metrics.items()
-        }
-        out[name] = {
-            "n_queries": len(rows),
-            "n_partitions": int(within(n_products).sum()),
-            "strategies": {s: {"metrics": m, "average_improvement": gains[s]} for s, m in metrics.items()},
-        }
+        if len(rows):
+            out[name] = {"n_partitions": int(within(n_products).sum())} | subset_scores(per_query, rows, **scoring)
     return out
+
+
+def novelty_breakdown(
+    true_product: np.ndarray, unseen: Sequence[int], per_query: PerQuery, **scoring: Any
+) -> dict[str, dict[str, Any]]:
+    """:func:`subset_scores` of the queries of products the models trained on (``seen``) and of those held
+    out of training, selection and calibration (``unseen``): how each strategy copes with catalog churn."""
+    is_unseen = np.isin(true_product, np.asarray(list(unseen), dtype=np.int64))
+    return {
+        name: {"n_products": int(np.unique(true_product[rows]).size)} | subset_scores(per_query, rows, **scoring)
+        for name, rows in (("seen", np.flatnonzero(~is_unseen)), ("unseen", np.flatnonzero(is_unseen)))
+        if len(rows)
+    }

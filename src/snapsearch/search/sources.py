@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.data.dataset import LabelMaps
-from snapsearch.data.protocols import known_rows
+from snapsearch.data.protocols import known_rows, without_unseen
 from snapsearch.data.sources import load_manifest
 from snapsearch.retrieval import Adaptive, Conformal, Fusion, GlobalSearch, Strategy, Top1, TopK
 from snapsearch.retrieval.store import VectorStore, load_store
@@ -49,8 +49,10 @@ def catalog_pool(manifest: pd.DataFrame, labels: LabelMaps) -> pd.DataFrame:
 
 
 def calibration_photos(manifest: pd.DataFrame, labels: LabelMaps) -> pd.DataFrame:
-    """Validation photos: what conformal sets and rejection thresholds are calibrated on (never test)."""
-    return known_rows(manifest[(manifest["domain"] == "query") & (manifest["split"] == "val")], labels)
+    """Validation photos: what conformal sets and rejection thresholds are calibrated on (never test, never
+    an unseen product's)."""
+    photos = known_rows(manifest[(manifest["domain"] == "query") & (manifest["split"] == "val")], labels)
+    return without_unseen(photos, labels)
 
 
 def calibrate(
