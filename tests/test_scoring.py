@@ -46,6 +46,6 @@ def test_seen_and_unseen_products_are_scored_apart() -> None:
 
 def test_full_mrr_is_not_cut_at_k() -> None:
     """The true product at rank 20: 1/20 in the full MRR, 0 in mAP@10 (the old MRR on top-10 lists)."""
-    ranked = [list(range(100, 119)) + [5]]
+    ranked = [[*range(100, 119), 5]]
     m = per_query_metrics(ranked, [5], ks=(1,), map_k=10)
     assert m["MRR"][0] == pytest.approx(1 / 20) and m["mAP@10"][0] == 0.0
