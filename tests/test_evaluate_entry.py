@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from snapsearch.evaluation.comparison import compare
 from snapsearch.runtime.models import SharedTrunkRuntime
 
 from .conftest import run_entry
@@ -69,10 +70,23 @@ def test_evaluate_extended_catalog_generic_embedder(smoke_run: Path, tmp_path: P
     assert set(report["strategies"]) == {"global", "top1"}
 
 
-def test_evaluate_shared_trunk(smoke_run: Path, tmp_path: Path) -> None:
-    """One trunk for both stages: the classifier's pooled features serve as the embedding."""
-    report = _evaluate(smoke_run, tmp_path, "embedder=shared", "cascade=top1")
+def test_evaluate_shared_trunk_beside_the_separate_models(smoke_run: Path, tmp_path: Path) -> None:
+    """One trunk for both stages: the classifier's pooled features serve as the embedding; its report shows
+    the separate models' evaluation of the same queries beside it, and says how each model was chosen."""
+    separate = _evaluate(smoke_run, tmp_path, "cascade=top1", "rejection.enabled=false")
+    separate_dir = sorted((smoke_run / "evaluations").glob("*/report.json"), key=lambda p: p.stat().st_mtime)[-1]
+    report = _evaluate(smoke_run, tmp_path, "embedder=shared", "cascade=top1", f"compare_with=[{separate_dir.parent}]")
     assert report["runtime"] == "torch-shared"
+    this, other = report["compared"]
+    assert this["runtime"] == "torch-shared" and other["runtime"] == "torch"
+    assert other["strategies"]["top1"]["metrics"] == separate["strategies"]["top1"]["metrics"]
+    assert report["selection"]["classifier"].startswith("the epoch with the best val/acc (max)")
+    assert "embedder" not in report["selection"]  # the shared trunk trains no embedder
+    assert separate["selection"]["embedder"].startswith("the epoch with the best val/R@1 (max)")
+    md = (sorted((smoke_run / "evaluations").glob("*/report.md"), key=lambda p: p.stat().st_mtime)[-1]).read_text()
+    assert "Compared cascades" in md and "How the models were chosen" in md
+    with pytest.raises(ValueError, match="scored other queries"):
+        compare({**report, "n_queries": 1}, [separate_dir])
     runtime = SharedTrunkRuntime.from_run_dir(smoke_run)
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     probs, emb = runtime.classify_and_embed(x)  # one pass gives what the two separate calls give

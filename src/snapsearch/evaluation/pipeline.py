@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.protocols import answerable, query_stream
 from snapsearch.data.sources import load_manifest
+from snapsearch.evaluation.comparison import compare, selection_rules
 from snapsearch.evaluation.latency import serving_latency
 from snapsearch.evaluation.plots import confusion_matrix_figure, examples_figure
 from snapsearch.evaluation.report import print_table, save_png, write_rankings, write_reports
@@ -27,9 +28,10 @@ from snapsearch.evaluation.studies import run_studies
 from snapsearch.models.classifier_metrics import classifier_metrics
 from snapsearch.retrieval import GlobalSearch, Oracle, em_prior_correction
 from snapsearch.runtime.batch import BatchIO
+from snapsearch.runtime.bundle import read_bundle
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec, label_indices
-from snapsearch.utils.layout import LABELS, BundleDir, resolve_source
+from snapsearch.utils.layout import LABELS, MULTITASK_STAGES, BundleDir, RunDir, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +161,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results |= run_studies(
         cfg, cascade, manifest, labels, io, (queries, pool, calib), q_out, (q_emb, probs, q_part, q_prod)
     )
+    results["selection"] = selection_rules(train_cfg, _trained_stages(cfg, source))
+    if cfg.compare_with:
+        results["compared"] = compare(results, cfg.compare_with)
     write_reports(results, out_dir)
     write_rankings(out_dir, queries.loc[q_rows, "image_id"].tolist(), ranked_by, cascade.products)
     _figures(cfg, out_dir, cascade, queries.loc[q_rows, "path"].tolist(), probs, q_part, q_prod, ranked_by)
     print_table(results)
     return results
+
+
+def _trained_stages(cfg: DictConfig, source: Path) -> tuple[str, ...]:
+    """The trained models behind the evaluated cascade (a generic embedder is not trained)."""
+    if cfg.bundle is not None:
+        return tuple(read_bundle(source, verify=False)["models"])
+    if cfg.embedder in ("shared", "generic"):
+        return ("classifier",)
+    return MULTITASK_STAGES if cfg.embedder == "multitask" else RunDir(source).cascade_stages()
 
 
 def _figures(cfg, out_dir, cascade: Cascade, paths, probs, q_part, q_prod, ranked_by) -> None:

@@ -111,6 +111,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         *_size_section(results.get("by_partition_size"), strategies),
         *_novelty_section(results.get("by_novelty"), strategies),
+        *_compared_section(results.get("compared")),
+        *_selection_section(results.get("selection")),
         *_growing_pool_section(results.get("growing_pool")),
         *_camera_faults_section(results.get("camera_faults")),
         *_rejection_section(results.get("rejection")),
@@ -174,6 +176,38 @@ def _novelty_section(groups: dict[str, Any] | None, strategies: list[str]) -> li
         _markdown_table(["products", "n", "queries", *strategies], rows),
         "",
     ]
+
+
+def _compared_section(rows: list[dict[str, Any]] | None) -> list[str]:
+    """This cascade (first row) beside earlier evaluations of the same queries."""
+    if not rows:
+        return []
+    names = [s for s in ("global", "top1", "fusion") if all(s in r["strategies"] for r in rows)]
+    table = [
+        [
+            f"`{r['source']}` ({r['embedder']}, {r['runtime']})",
+            f"{r['gate_top1']:.3f}",
+            f"{r['gate_ece']:.3f}",
+            *(_with_interval(r["strategies"][s], "R@1") for s in names),
+            f"{r['overhead_pct']:+.1f}%",
+        ]
+        for r in rows
+    ]
+    return [
+        "## Compared cascades (same queries)",
+        "",
+        "R@1 [95% interval] (avg. gain against each cascade's own global search); overhead = the cascade's "
+        "end-to-end p50 latency against global search, at this pool size.",
+        "",
+        _markdown_table(["cascade", "gate top-1", "gate ECE", *names, "overhead"], table),
+        "",
+    ]
+
+
+def _selection_section(rules: dict[str, str] | None) -> list[str]:
+    if not rules:
+        return []
+    return ["## How the models were chosen", "", *(f"- {what}: {rule}" for what, rule in rules.items()), ""]
 
 
 def _growing_pool_section(study: dict[str, Any] | None) -> list[str]:

@@ -4,6 +4,7 @@ all strategies, so the interval of a difference reflects the per-query correlati
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,7 +37,9 @@ def paired_bootstrap(
         for m, values in metrics.items():
             with np.errstate(divide="ignore", invalid="ignore"):
                 relative[m] = np.where(base[m] > 0, (values - base[m]) / base[m], np.nan)
-        average = np.nanmean(np.stack([relative[m] for m in improvement_metrics]), axis=0)
+        with warnings.catch_warnings():  # a resample whose baseline is zero everywhere has no gain: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            average = np.nanmean(np.stack([relative[m] for m in improvement_metrics]), axis=0)
         out[strategy] = {
             "metrics": {m: _interval(v, tail) for m, v in metrics.items()},
             "relative": {m: _interval(v, tail) for m, v in relative.items()},
