@@ -9,8 +9,9 @@ Columns (one row per image):
 - ``domain``: ``catalog`` (shop images, the search pool) or ``query`` (user photos).
 - ``split``: ``train``, ``val`` or ``test``. Catalog images are always the search pool, whatever their split.
 
-Optional columns, kept when present: ``name`` (the product's display name; default: its id) and
-``description`` (the product's text).
+Optional columns, kept when present: ``name`` (the product's display name; default: its id),
+``description`` (the product's text) and ``gtin`` (its EAN/UPC barcode number: a photographed barcode then
+finds it exactly).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = ("image_id", "path", "product_id", "category", "domain", "split")
-OPTIONAL_COLUMNS = ("name", "description")
+OPTIONAL_COLUMNS = ("name", "description", "gtin")
 DOMAINS = frozenset({"catalog", "query"})
 SPLITS = frozenset({"train", "val", "test"})
 CATEGORY_SEP = "/"

@@ -27,6 +27,7 @@ from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, Ranking, Route, Stra
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.search.barcode import read_codes
 from snapsearch.search.products import ProductTable
 from snapsearch.search.result import STAGES, CategoryProbability, ProductHit, Rejection, RouteTaken, SearchResult
 
@@ -71,6 +72,8 @@ class Cascade:
         k_max: the largest k a search may ask for.
         lock: guards the index and product table against a concurrent catalog change (the live catalog's).
         pool_skipped: catalog images skipped as unreadable when the index was built (reported).
+        barcodes: read retail barcodes first; a code found in the catalog (products' ``gtin``) answers the
+            query exactly, without the models (their time is then under ``barcode``, not ``decode``).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class Cascade:
         k_max: int = 100,
         lock: AbstractContextManager[Any] | None = None,
         pool_skipped: int = 0,
+        barcodes: bool = False,
     ) -> None:
         if list(runtime.categories) != list(products.categories) or index.n_partitions != len(products.categories):
             raise ValueError(
@@ -111,6 +115,7 @@ class Cascade:
         self.k_max = k_max
         self.lock = lock if lock is not None else nullcontext()
         self.pool_skipped = pool_skipped
+        self.barcodes = barcodes
         self._pre_c = runtime.classifier_preprocess.eval_transform()
         self._pre_e = runtime.embedder_preprocess.eval_transform()
         self._shared_input = runtime.classifier_preprocess == runtime.embedder_preprocess
@@ -179,19 +184,56 @@ class Cascade:
         t0 = time.perf_counter()
         decoded = [self.decode(im) for im in images]
         rgbs = [e for _, e in decoded]
-        xc, xe = self.preprocess([c for c, _ in decoded], rgbs)
+        tb = time.perf_counter()
+        codes = [next(iter(read_codes(rgb)), None) for rgb in rgbs] if self.barcodes else [None] * len(rgbs)
+        barcode_s = time.perf_counter() - tb
+        with self.lock:
+            exact = [self.products.by_gtin(c.gtin) if c is not None else None for c in codes]
+        todo = [i for i, position in enumerate(exact) if position is None]  # the photos that need the models
+        results: list[SearchResult | None] = [None] * len(images)
+        classify_s = embed_s = 0.0
         t1 = time.perf_counter()
-        probs, emb, classify_s, embed_s = self.infer(xc, xe, classify=self.strategies[name].uses_gate)
+        if todo:
+            xc, xe = self.preprocess([decoded[i][0] for i in todo], [rgbs[i] for i in todo])
+            t1 = time.perf_counter()
+            probs, emb, classify_s, embed_s = self.infer(xc, xe, classify=self.strategies[name].uses_gate)
         t2 = time.perf_counter()
         with self.lock:
-            rankings, routes = self.rank(emb, probs, k, name)
-            results = [self.result(r, rt, p, name) for r, rt, p in zip(rankings, routes, probs, strict=True)]
+            if todo:
+                rankings, routes = self.rank(emb, probs, k, name)
+                for i, r, rt, p in zip(todo, rankings, routes, probs, strict=True):
+                    results[i] = self.result(r, rt, p, name)
+            for i, position in enumerate(exact):
+                if position is not None:
+                    results[i] = self.barcode_result(position)
         t3 = time.perf_counter()
-        per = dict(zip(STAGES, (t1 - t0, classify_s, embed_s, t3 - t2), strict=True)) | {"total": t3 - t0}
-        for result, rgb in zip(results, rgbs, strict=True):
-            result.timings_ms = {stage: MS * s / len(images) for stage, s in per.items()}
+        per = dict(zip(STAGES, (t1 - t0 - barcode_s, classify_s, embed_s, t3 - t2), strict=True))
+        per |= {"barcode": barcode_s} if self.barcodes else {}
+        for result, rgb, code in zip(results, rgbs, codes, strict=True):
+            assert result is not None
+            result.timings_ms = {stage: MS * s / len(images) for stage, s in per.items()} | {
+                "total": MS * (t3 - t0) / len(images)
+            }
             result.image = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
-        return results
+            result.barcode = None if code is None else code.text
+        return [r for r in results if r is not None]
+
+    def barcode_result(self, position: int) -> SearchResult:
+        """A decoded barcode found in the catalog: that product, exactly (score 1), no model, no search."""
+        p = self.products[position]
+        hit = ProductHit(
+            rank=1, product_id=p.product_id, name=p.name, category=p.category, score=1.0, image_id=p.image_id
+        )
+        return SearchResult(
+            products=[hit],
+            categories=[CategoryProbability(p.category, 1.0)],
+            route=RouteTaken(
+                strategy="barcode", partitions=[self.products.categories[p.partition]], fallback_to_global=False
+            ),
+            timings_ms={},
+            query_type="barcode",
+            product_index=[position],
+        )
 
     # ------------------------------------------------------------------ the stages
     def preprocess(self, rgbs_c: Sequence[np.ndarray], rgbs_e: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -299,4 +341,5 @@ class Cascade:
                 "embedding_dim": self.runtime.embedding_dim,
                 "rejection": self.rejection,
                 "k_max": self.k_max,
+                "barcodes": self.barcodes,
             }

@@ -23,6 +23,7 @@ def cascade_from_config(cfg: DictConfig) -> Cascade:
         "num_workers": cfg.num_workers,
         "rejection": {str(k): float(v) for k, v in (cfg.rejection or {}).items()},
         "k_max": cfg.k_max,
+        "barcodes": cfg.barcodes,
     }
     if cfg.bundle is not None:
         return Cascade.from_bundle(cfg.bundle, runtime=cfg.runtime, **options)

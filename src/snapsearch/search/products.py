@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from snapsearch.data.dataset import LabelMaps
+from snapsearch.search.barcode import normalize_gtin
 from snapsearch.utils.atomic import atomic_write_text
 
 PRODUCTS_FILE = "products.json"
@@ -33,6 +34,7 @@ class Product:
     image_id: str | None  # the catalog image shown for it
     image_path: str | None
     removed: bool = False
+    gtin: str | None = None  # GTIN-14 (normalised), from the manifest's optional ``gtin`` column
 
 
 class ProductTable:
@@ -42,17 +44,20 @@ class ProductTable:
         self.categories = list(categories)
         self._products = list(products)
         self._position = {p.product_id: i for i, p in enumerate(self._products) if not p.removed}
+        self._by_gtin = {p.gtin: i for i, p in enumerate(self._products) if p.gtin and not p.removed}
 
     @classmethod
     def from_manifest(cls, manifest: pd.DataFrame, labels: LabelMaps) -> ProductTable:
         """The label map's products, named by the manifest's ``name`` column when it has one, each shown by
-        its first catalog image (None for a product with no catalog image)."""
+        its first catalog image (None for a product with no catalog image), with its ``gtin`` when the
+        manifest has that column (a barcode query finds it exactly)."""
         first = manifest.drop_duplicates("product_id").set_index("product_id")
         catalog = manifest[manifest["domain"] == "catalog"].drop_duplicates("product_id").set_index("product_id")
         products = []
         for product_id, partition in zip(labels.products, labels.product_category, strict=True):
             row = first.loc[product_id] if product_id in first.index else None
             name = str(row["name"]) if row is not None and "name" in first.columns and row["name"] else ""
+            code = str(row["gtin"]) if row is not None and "gtin" in first.columns and row["gtin"] else ""
             shown = catalog.loc[product_id] if product_id in catalog.index else None
             products.append(
                 Product(
@@ -62,6 +67,7 @@ class ProductTable:
                     partition=int(partition),
                     image_id=None if shown is None else str(shown["image_id"]),
                     image_path=None if shown is None else str(shown["path"]),
+                    gtin=normalize_gtin(code),
                 )
             )
         return cls(products, labels.categories)
@@ -80,6 +86,10 @@ class ProductTable:
     def position(self, product_id: str) -> int:
         """Position of a live product; KeyError when there is none with that id."""
         return self._position[product_id]
+
+    def by_gtin(self, gtin: str | None) -> int | None:
+        """Position of the live product with this (normalised) GTIN, or None."""
+        return None if gtin is None else self._by_gtin.get(gtin)
 
     def get(self, product_id: str) -> Product:
         return self._products[self.position(product_id)]
@@ -101,11 +111,14 @@ class ProductTable:
             raise ValueError(f"product {product.product_id!r}: partition {product.partition} out of range")
         self._products.append(product)
         self._position[product.product_id] = len(self._products) - 1
+        if product.gtin:
+            self._by_gtin[product.gtin] = len(self._products) - 1
         return len(self._products) - 1
 
     def remove(self, product_id: str) -> int:
         """Mark a live product removed; returns its position."""
         position = self._position.pop(product_id)
+        self._by_gtin.pop(self._products[position].gtin, None)
         self._products[position] = replace(self._products[position], removed=True)
         return position
 

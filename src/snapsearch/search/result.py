@@ -57,6 +57,9 @@ class SearchResult:
     timings_ms: dict[str, float]
     rejection: Rejection | None = None
     image: dict[str, int] | None = None
+    # what arrived: ``photo`` (searched), or ``barcode`` (a decoded code found in the catalog: an exact answer)
+    query_type: str = "photo"
+    barcode: str | None = None  # the first retail code decoded from the image, found in the catalog or not
     product_index: list[int] = field(default_factory=list, repr=False)
 
     @property
