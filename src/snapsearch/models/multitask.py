@@ -43,7 +43,14 @@ class MultiTaskNet(nn.Module):
         """Raw category logits and the L2-normalised embedding, from one pass of the trunk."""
         feats = self.trunk.forward_features(x)
         logits = self.classifier(self.trunk.forward_head(feats, pre_logits=True))
-        return logits, F.normalize(self.proj(self.pool(feats)), dim=-1)
+        return logits, self._embedding(feats)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding head alone (what global search needs; the category head is skipped)."""
+        return self._embedding(self.trunk.forward_features(x))
+
+    def _embedding(self, feats: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.pool(feats)), dim=-1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, embedding = self.heads(x)

@@ -152,9 +152,7 @@ class MultiTaskRuntime:
     @torch.inference_mode()
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """The embedding head alone (the category head's cost is skipped, not the trunk's)."""
-        x = torch.from_numpy(batch).to(self.device)
-        m = self.model
-        return torch.nn.functional.normalize(m.proj(m.pool(m.trunk.forward_features(x))), dim=-1).cpu().numpy()
+        return self.model.embed(torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
 
 def load_runner(path: Path, input_name: str) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
