@@ -1,7 +1,7 @@
 """The cascade's latency overhead over global search, end to end per query at batch 1, with a catalog-sized pool.
 
     python bench/cascade_overhead.py --separate-run RUN --multitask-run RUN2 [--items 1000000]
-                                     [--partitions 43] [--factory "IVF{nlist},Flat"] [--queries 200]
+                                     [--partitions 43] [--factory "IVF1024,Flat"] [--queries 200]
 
 Three cascades on onnxruntime (the deployment runtime), each timed as ``global`` (embed, search the whole pool)
 and ``top1`` (classify, embed, search the predicted partition only):
@@ -36,7 +36,7 @@ from snapsearch.data.image_io import read_rgb
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.deploy.export import INPUT_NAME, export_onnx
 from snapsearch.models.classifier import CategoryClassifier
-from snapsearch.retrieval.faiss_factory import apply_search_params, build_index
+from snapsearch.retrieval.faiss_factory import apply_search_params, train_index
 from snapsearch.runtime.bundle import read_bundle
 from snapsearch.runtime.models import SharedTrunkRuntime, load_runner
 
@@ -89,15 +89,21 @@ def cascades(separate_run: Path, multitask_run: Path, tmp: Path) -> dict[str, tu
     return out
 
 
-def indexes(dim: int, n: int, n_parts: int, factory: str, nprobe: int, seed: int):
-    x, part = make_catalog(n, n_parts, dim, np.random.default_rng(seed))
-    glob = build_index(x, factory, "ip").index
-    apply_search_params(glob, nprobe, None)
-    parts = []
-    for p in range(n_parts):
-        idx = build_index(np.ascontiguousarray(x[part == p]), factory, "ip").index
-        apply_search_params(idx, nprobe, None)
-        parts.append(idx)
+def _index(x: np.ndarray, factory: str, nprobe: int, train_sample: int, rng: np.random.Generator) -> faiss.Index:
+    """An index of ``x`` trained on at most ``train_sample`` of its vectors (k-means on all of a 1M x 1280
+    pool would take longer than the whole bench: the latency of a search does not depend on it)."""
+    sample = x[rng.choice(len(x), min(len(x), train_sample), replace=False)]
+    index = train_index(sample, factory, "ip", n_total=len(x)).index
+    index.add(x)
+    apply_search_params(index, nprobe, None)
+    return index
+
+
+def indexes(dim: int, n: int, n_parts: int, factory: str, nprobe: int, train_sample: int, seed: int):
+    rng = np.random.default_rng(seed)
+    x, part = make_catalog(n, n_parts, dim, rng)
+    glob = _index(x, factory, nprobe, train_sample, rng)
+    parts = [_index(np.ascontiguousarray(x[part == p]), factory, nprobe, train_sample, rng) for p in range(n_parts)]
     return glob, parts, np.bincount(part, minlength=n_parts)
 
 
@@ -130,8 +136,9 @@ def main() -> None:
     ap.add_argument("--photos", type=Path, default=None, help="folder of query photos (default: Grocery test)")
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--partitions", type=int, default=43)
-    ap.add_argument("--factory", default="IVF{nlist},Flat")
+    ap.add_argument("--factory", default="IVF1024,Flat")
     ap.add_argument("--nprobe", type=int, default=16)
+    ap.add_argument("--train-sample", type=int, default=32768, help="vectors each IVF index is trained on")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cascade_overhead.json"))
@@ -148,7 +155,9 @@ def main() -> None:
             dim = int(paths[1](probe)[1].shape[1])
             if dim not in built:
                 t = time.perf_counter()
-                built[dim] = indexes(dim, args.items, args.partitions, args.factory, args.nprobe, args.seed)
+                built[dim] = indexes(
+                    dim, args.items, args.partitions, args.factory, args.nprobe, args.train_sample, args.seed
+                )
                 print(f"pool of {args.items} x {dim}: built in {time.perf_counter() - t:.0f} s", flush=True)
             glob, parts, sizes = built[dim]
             rows[name] = time_paths(photos, pre, tuple(paths), glob, parts) | {"embedding_dim": dim}
