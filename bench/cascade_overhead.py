@@ -108,23 +108,29 @@ def indexes(dim: int, n: int, n_parts: int, factory: str, nprobe: int, train_sam
 
 
 def time_paths(photos, pre: Preprocess, paths: tuple[Model, Model], glob, parts) -> dict[str, dict[str, float]]:
+    """Each photo through the global path, then through the top1 path (interleaved, so that drift in the
+    machine's speed hits both alike); p50 / p95 per path after ``WARMUP`` photos."""
     transform = pre.eval_transform()
     global_path, top1_path = paths
-    result = {}
-    for name in ("global", "top1"):
-        times = []
-        for i, path in enumerate(photos[:WARMUP] + photos):
-            t = time.perf_counter()
-            x = transform(image=read_rgb(path, max_pixels=MAX_PIXELS))["image"].numpy()[None]
-            if name == "global":
-                _, emb = global_path(x)
-                glob.search(np.ascontiguousarray(emb, dtype=np.float32), K)
-            else:
-                probs, emb = top1_path(x)
-                parts[int(probs.argmax()) % len(parts)].search(np.ascontiguousarray(emb, dtype=np.float32), K)
+
+    def one(path: str, name: str) -> float:
+        t = time.perf_counter()
+        x = transform(image=read_rgb(path, max_pixels=MAX_PIXELS))["image"].numpy()[None]
+        if name == "global":
+            _, emb = global_path(x)
+            glob.search(np.ascontiguousarray(emb, dtype=np.float32), K)
+        else:
+            probs, emb = top1_path(x)
+            parts[int(probs.argmax()) % len(parts)].search(np.ascontiguousarray(emb, dtype=np.float32), K)
+        return time.perf_counter() - t
+
+    times: dict[str, list[float]] = {"global": [], "top1": []}
+    for i, path in enumerate(photos[:WARMUP] + photos):
+        for name, kept in times.items():
+            elapsed = one(path, name)
             if i >= WARMUP:
-                times.append(time.perf_counter() - t)
-        result[name] = {f"p{q}_ms": float(np.percentile(times, q) * 1e3) for q in (50, 95)}
+                kept.append(elapsed)
+    result = {name: {f"p{q}_ms": float(np.percentile(v, q) * 1e3) for q in (50, 95)} for name, v in times.items()}
     result["overhead"] = result["top1"]["p50_ms"] / result["global"]["p50_ms"] - 1
     return result
 
@@ -140,6 +146,7 @@ def main() -> None:
     ap.add_argument("--nprobe", type=int, default=16)
     ap.add_argument("--train-sample", type=int, default=32768, help="vectors each IVF index is trained on")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--cascades", nargs="+", default=["separate", "shared", "multitask"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cascade_overhead.json"))
     args = ap.parse_args()
@@ -150,7 +157,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = cascades(args.separate_run, args.multitask_run, Path(tmp))
         built: dict[int, tuple] = {}
-        for name, (pre, *paths) in models.items():
+        for name, (pre, *paths) in ((n, m) for n, m in models.items() if n in args.cascades):
             probe = np.zeros((1, 3, pre.input_size, pre.input_size), np.float32)
             dim = int(paths[1](probe)[1].shape[1])
             if dim not in built:
