@@ -90,6 +90,7 @@ def test_evaluate_from_shards_matches_in_memory_index(smoke_run: Path, tmp_path:
         assert reports["shards"]["strategies"][name]["metrics"] == pytest.approx(result["metrics"], abs=1e-6)
 
 
+@pytest.mark.slow  # 35 s: two training processes; CI runs it (pytest -m slow)
 def test_ddp_on_two_cpu_processes_trains_and_embeds(smoke_run: Path, tmp_path: Path) -> None:
     """Both stages under DDP (gloo, 2 processes): distributed seeded draws, synced metrics, whole-set
     calibration and validation retrieval, files written once; then the catalog embedded by both ranks."""
@@ -129,6 +130,7 @@ def test_slurm_launcher_is_sized_from_the_trainer() -> None:
     assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 8, 8)
 
 
+@pytest.mark.slow  # 20 s: a sweep of real jobs; CI runs it (pytest -m slow)
 def test_submitit_sweep_runs_jobs_in_one_sweep_folder(tmp_path: Path) -> None:
     """The cluster launcher end to end, with submitit's local executor standing in for SLURM."""
     run_train(
