@@ -123,11 +123,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "bootstrap_resamples": cfg.bootstrap.resamples,
         "seed": cfg.bootstrap.seed,
     }
-    if labels.unseen_products:
-        unseen = [labels.products.index(p) for p in labels.unseen_products]
-        results_extra = {"by_novelty": novelty_breakdown(q_prod, unseen, per_query, **subset_scoring)}
-    else:
-        results_extra = {}
     results: dict[str, Any] = {
         "strategies": scores,
         "protocol": cfg.protocol,
@@ -157,7 +152,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             cascade_name="top1" if "top1" in searchable else searchable[0],
         ),
     }
-    results |= results_extra
+    if labels.unseen_products:  # the unseen-products protocol: seen and unseen scored apart
+        unseen = [labels.products.index(p) for p in labels.unseen_products]
+        results["by_novelty"] = novelty_breakdown(q_prod, unseen, per_query, **subset_scoring)
     results |= run_studies(
         cfg, cascade, manifest, labels, io, (queries, pool, calib), q_out, (q_emb, probs, q_part, q_prod)
     )
