@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 
+from snapsearch.data.dataset import LabelMaps
 from snapsearch.models.multitask import MultiTaskNet
 from snapsearch.runtime.bundle import read_bundle
 from snapsearch.runtime.factory import run_runtime
@@ -24,7 +25,9 @@ from .conftest import run_entry, run_train
 @pytest.fixture(scope="module")
 def multitask_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("multitask")
-    run_train(tmp, "experiment=smoke", "stages=[multitask]", "logger=csv", f"run_dir={tmp / 'run'}")
+    # a quarter of the products held out too: the unseen-products protocol end to end, at no extra training
+    unseen = "data.unseen_products.fraction=0.25"
+    run_train(tmp, "experiment=smoke", "stages=[multitask]", "logger=csv", unseen, f"run_dir={tmp / 'run'}")
     return tmp / "run"
 
 
@@ -107,3 +110,10 @@ def test_search_and_evaluate_use_it_with_no_special_case(multitask_run: Path, mu
     report = json.loads(next(multitask_bundle.parent.glob("bundle-evaluations/*/report.json")).read_text())
     assert report["strategies"]["oracle"]["routed_right"] == 1.0
     assert 0.0 <= report["strategies"]["top1"]["metrics"]["R@1"] <= 1.0
+    assert report["selection"]["multitask"].startswith("the epoch with the best val/joint (max)")
+    # unseen products: queried and scored apart, with intervals; the seen ones are the rest
+    unseen = LabelMaps.load(multitask_bundle / "labels.json").unseen_products
+    novelty = report["by_novelty"]
+    assert novelty["unseen"]["n_products"] == len(unseen) > 0
+    assert novelty["seen"]["n_queries"] + novelty["unseen"]["n_queries"] == report["n_queries"]
+    assert "intervals" in novelty["unseen"]["strategies"]["global"]
