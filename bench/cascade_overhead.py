@@ -35,10 +35,9 @@ from search_scale import make_catalog
 from snapsearch.data.image_io import read_rgb
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.deploy.export import INPUT_NAME, export_onnx
-from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.retrieval.faiss_factory import apply_search_params, train_index
 from snapsearch.runtime.bundle import read_bundle
-from snapsearch.runtime.models import SharedTrunkRuntime, load_runner
+from snapsearch.runtime.models import SharedTrunkHeads, SharedTrunkRuntime, load_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -46,20 +45,6 @@ WARMUP = 5
 MAX_PIXELS = 40_000_000  # conf/data/grocery.yaml's decode limit
 
 Model = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # batch -> (probabilities, embedding)
-
-
-class SharedTrunkHeads(torch.nn.Module):
-    """The classifier's calibrated probabilities and its L2-normalised pooled features, from one pass."""
-
-    def __init__(self, classifier: CategoryClassifier) -> None:
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        net = self.classifier.net
-        pooled = net.forward_head(net.forward_features(x), pre_logits=True)
-        probs = torch.softmax(net.get_classifier()(pooled) / self.classifier.temperature, dim=-1)
-        return probs, torch.nn.functional.normalize(pooled, dim=-1)
 
 
 def cascades(separate_run: Path, multitask_run: Path, tmp: Path) -> dict[str, tuple[Preprocess, Model, Model]]:

@@ -89,6 +89,21 @@ class TorchRuntime:
         return self.embedder(torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
 
+class SharedTrunkHeads(torch.nn.Module):
+    """The classifier's calibrated probabilities and its L2-normalised pooled features, from one pass: the
+    shared-trunk cascade as one module (what the runtime runs, and what can be exported)."""
+
+    def __init__(self, classifier: CategoryClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.classifier.net
+        pooled = net.forward_head(net.forward_features(x), pre_logits=True)
+        probs = torch.softmax(net.get_classifier()(pooled) / self.classifier.temperature, dim=-1)
+        return probs, torch.nn.functional.normalize(pooled, dim=-1)
+
+
 class SharedTrunkRuntime(TorchRuntime):
     """One trunk serves both stages: the in-domain classifier's pooled features are the embedding, so the
     cascade costs one forward pass plus a linear head (the route to a near-zero latency overhead)."""
@@ -116,9 +131,8 @@ class SharedTrunkRuntime(TorchRuntime):
     @torch.inference_mode()
     def classify_and_embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities and embeddings from one forward pass of the shared trunk."""
-        pooled = self._pooled(batch)
-        probs = torch.softmax(self.classifier.net.get_classifier()(pooled) / self.classifier.temperature, dim=-1)
-        return probs.cpu().numpy(), torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        probs, emb = SharedTrunkHeads(self.classifier)(torch.from_numpy(batch).to(self.device))
+        return probs.cpu().numpy(), emb.cpu().numpy()
 
 
 class MultiTaskRuntime:

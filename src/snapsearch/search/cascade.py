@@ -187,8 +187,10 @@ class Cascade:
         tb = time.perf_counter()
         codes = [next(iter(read_codes(rgb)), None) for rgb in rgbs] if self.barcodes else [None] * len(rgbs)
         barcode_s = time.perf_counter() - tb
-        with self.lock:
-            exact = [self.products.by_gtin(c.gtin) if c is not None else None for c in codes]
+        exact: list[int | None] = [None] * len(images)
+        if any(codes):
+            with self.lock:  # the live catalog may be changing its products
+                exact = [self.products.by_gtin(c.gtin) if c is not None else None for c in codes]
         todo = [i for i, position in enumerate(exact) if position is None]  # the photos that need the models
         results: list[SearchResult | None] = [None] * len(images)
         classify_s = embed_s = 0.0

@@ -103,8 +103,8 @@ def _make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, loggers: list[Lo
     callbacks = instantiate_callbacks(
         cfg.get("callbacks"),
         model_checkpoint={"dirpath": str(stage_dir), **monitor},
-        last_checkpoint={"dirpath": str(stage_dir)},
-        step_checkpoint={"dirpath": str(stage_dir)},
+        last_checkpoint={"dirpath": str(stage_dir), "filename": Path(LAST_CHECKPOINT).stem},
+        step_checkpoint={"dirpath": str(stage_dir), "filename": Path(STEP_CHECKPOINT).stem},
         early_stopping=monitor,
     )
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
@@ -204,6 +204,21 @@ def train_classifier(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers
     return _finish_stage("classifier", trainer, stage_dir, loggers, metrics)
 
 
+def _fit_on_product_batches(
+    cfg: DictConfig, dm: SnapDataModule, trainer: pl.Trainer, system: pl.LightningModule, stage_dir: Path
+) -> None:
+    """Fit on M-per-product batches, validated by photo -> catalog retrieval (the embedder and multitask
+    stages)."""
+    emb_cfg = cfg.model.embedder
+    trainer.fit(
+        system,
+        train_dataloaders=dm.embedder_train_dataloader(emb_cfg.m_per_class, emb_cfg.catalog_oversample),
+        val_dataloaders=[dm.val_dataloader(), dm.catalog_dataloader()],
+        ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir),
+        weights_only=True,
+    )
+
+
 def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> dict[str, float]:
     """Stage 2: the metric-learning embedder, selected on validation photo -> catalog retrieval."""
     stage_dir = RunDir(run_dir).stage("embedder")
@@ -218,13 +233,7 @@ def train_embedder(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: 
     )
     dm.attach_preprocess(system.preprocess)
     trainer = _make_trainer(cfg, "embedder", stage_dir, loggers)
-    trainer.fit(
-        system,
-        train_dataloaders=dm.embedder_train_dataloader(emb_cfg["m_per_class"], emb_cfg["catalog_oversample"]),
-        val_dataloaders=[dm.val_dataloader(), dm.catalog_dataloader()],
-        ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir),
-        weights_only=True,
-    )
+    _fit_on_product_batches(cfg, dm, trainer, system, stage_dir)
     metrics = _restore_best(cfg, "embedder", trainer, system)
     if not trainer.is_global_zero:
         return {}
@@ -238,12 +247,11 @@ def train_multitask(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers:
     """One trunk, two heads: the gate and the embedder trained together on M-per-product batches, selected on
     validation photos (gate accuracy and photo -> catalog R@1), then calibrated and tested like the gate."""
     stage_dir = RunDir(run_dir).stage("multitask")
-    emb_cfg = _plain(cfg.model.embedder)
     system = MultiTaskSystem(
         backbone=_plain(cfg.model.backbone),
         categories=dm.labels.categories,
         products=dm.labels.products,
-        embedder=emb_cfg,
+        embedder=_plain(cfg.model.embedder),
         multitask=_plain(cfg.multitask),
         label_smoothing=cfg.model.classifier.label_smoothing,
         optimizer=_plain(cfg.model.optimizer),
@@ -253,13 +261,7 @@ def train_multitask(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers:
     dm.attach_preprocess(system.preprocess)
     _augment_preview(cfg, dm, run_dir, loggers)
     trainer = _make_trainer(cfg, "multitask", stage_dir, loggers)
-    trainer.fit(
-        system,
-        train_dataloaders=dm.embedder_train_dataloader(emb_cfg["m_per_class"], emb_cfg["catalog_oversample"]),
-        val_dataloaders=[dm.val_dataloader(), dm.catalog_dataloader()],
-        ckpt_path=resolve_ckpt_path(cfg.ckpt_path, stage_dir),
-        weights_only=True,
-    )
+    _fit_on_product_batches(cfg, dm, trainer, system, stage_dir)
     metrics = _restore_best(cfg, "multitask", trainer, system)
     metrics |= _calibrate_and_test(cfg, dm, trainer, system, stage_dir, loggers)
     if not trainer.is_global_zero:
