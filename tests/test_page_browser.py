@@ -134,6 +134,7 @@ def test_photo_search_renders_results(
         assert float(bar["width"].removesuffix("%")) == value  # the browser normalises "0.0%" to "0%"
 
     assert strategy in page.text_content("#route")
+    assert page.text_content("#route .query-type") == answer["query_type"]  # the detected query type
     if answer["route"]["fallback_to_global"]:
         assert "global search (fallback)" in page.text_content("#route")
     assert "total" in page.text_content("#timings")

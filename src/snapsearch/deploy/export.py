@@ -34,8 +34,13 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "image"
 # A model's outputs, in order, and how each is checked against eager PyTorch (as a classifier's
 # probabilities or as an embedder's embeddings).
-OUTPUTS = {"classifier": ("probabilities",), "embedder": ("embedding",), "multitask": ("probabilities", "embedding")}
-CHECKED_AS = {"probabilities": "classifier", "embedding": "embedder"}
+# The gate's L2-normalised pooled features ride along (the query-type head reads them; no extra pass).
+OUTPUTS = {
+    "classifier": ("probabilities", "features"),
+    "embedder": ("embedding",),
+    "multitask": ("probabilities", "embedding", "features"),
+}
+CHECKED_AS = {"probabilities": "classifier", "embedding": "embedder", "features": "embedder"}
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts", "onnx_int8": ".int8.onnx"}
 
 
@@ -44,14 +49,26 @@ class ExportError(RuntimeError):
 
 
 class CalibratedClassifier(nn.Module):
-    """What the deployed classifier computes: calibrated probabilities (temperature folded in)."""
+    """What the deployed classifier computes: calibrated probabilities (temperature folded in) and the
+    trunk's normalised pooled features, from one pass."""
 
     def __init__(self, model: CategoryClassifier) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.probabilities(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.probabilities_and_features(x)
+
+
+class MultiTaskOutputs(nn.Module):
+    """What the deployed multi-task network computes: probabilities, embedding and the gate's features."""
+
+    def __init__(self, model: MultiTaskNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.outputs(x)
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, outputs: tuple[str, ...], opset: int) -> None:
@@ -203,6 +220,7 @@ def _export_separate(
             "categories": classifier.categories,
             "temperature": float(classifier.temperature),
             "backbone": _backbone(run.stage("classifier")),
+            "fingerprint": fingerprint(classifier),
         },
         "embedder": export_model("embedder", embedder, emb_pre, tmp, batch_for["embedder"], None, **options)
         | _embedding_meta(embedder, embedder.embedding_dim)
@@ -213,10 +231,13 @@ def _export_separate(
 def _export_multitask(
     run: RunDir, tmp: Path, batch_for: dict[str, np.ndarray], labels: np.ndarray | None, options: dict[str, Any]
 ) -> dict[str, Any]:
-    """One file, two outputs (calibrated probabilities, embedding): the runtimes classify and embed in one pass."""
+    """One file, three outputs (calibrated probabilities, embedding, the gate's features): the runtimes
+    classify and embed in one pass."""
     model, pre = MultiTaskNet.load(run.stage("multitask"))
     return {
-        "multitask": export_model("multitask", model, pre, tmp, batch_for["multitask"], labels, **options)
+        "multitask": export_model(
+            "multitask", MultiTaskOutputs(model), pre, tmp, batch_for["multitask"], labels, **options
+        )
         | {
             "categories": model.categories,
             "temperature": float(model.temperature),

@@ -21,9 +21,10 @@ from snapsearch.runtime.factory import run_runtime
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec, embed_pool
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
+from snapsearch.search.query_type import QueryTypeHead
 from snapsearch.search.sources import catalog_pool, default_strategies
 from snapsearch.utils.atomic import ensure_writable_dir
-from snapsearch.utils.layout import INDEX, LABELS, SOURCE_CONFIG, RunDir
+from snapsearch.utils.layout import INDEX, LABELS, QUERY_TYPE, SOURCE_CONFIG, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         )
     extra = {LABELS: run.labels, SOURCE_CONFIG: run.config}
     with tempfile.TemporaryDirectory() as tmp:
+        if QueryTypeHead.exists(run.query_type):  # the head travels with the models it reads (not its views)
+            QueryTypeHead.load(run.query_type).save(Path(tmp) / QUERY_TYPE)
+            extra[QUERY_TYPE] = Path(tmp) / QUERY_TYPE
         ProductTable.from_manifest(manifest, labels).save(Path(tmp) / PRODUCTS_FILE)
         extra[PRODUCTS_FILE] = Path(tmp) / PRODUCTS_FILE
         if cfg.include_index:

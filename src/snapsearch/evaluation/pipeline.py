@@ -54,6 +54,7 @@ def open_cascade(cfg: DictConfig, source: Path, data_cfg: DictConfig, pool, out_
         "num_workers": cfg.num_workers,
         "overfetch": cfg.overfetch,
         "k_max": cfg.k,
+        "type_routes": dict(cfg.cascade.get("type_routes") or {}),
     }
     if cfg.bundle is not None:
         shipped = cfg.index_path is None and cfg.catalog_shards is None and BundleDir(source).index.is_dir()
@@ -82,7 +83,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     cascade = open_cascade(cfg, source, data_cfg, pool, out_dir)
     io = BatchIO(cfg.batch_size, cfg.num_workers, int(data_cfg.max_image_pixels), bool(data_cfg.draft_decode))
 
-    q_out = cascade.infer_frame(queries, labels, io, classify=True, what="test queries")
+    typed = cfg.query_types.enabled and cascade.query_types is not None  # the type study reads gate features
+    q_out = cascade.infer_frame(queries, labels, io, classify=True, what="test queries", features=typed)
     q_part, q_prod = label_indices(queries.loc[q_out.rows], labels)
     assert q_out.probs is not None
     stream = query_stream(q_part, len(labels.categories), cfg.stream.resample_alpha, cfg.stream.seed)

@@ -7,17 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from snapsearch.evaluation.queries_report import query_types_section, text_section
+from snapsearch.evaluation.tables import markdown_table, pct, with_interval
 from snapsearch.utils.atomic import atomic_save, atomic_write_text
 
 STRATEGY_COLUMNS = ("R@1", "R@5", "R@10", "mAP@10", "MRR")
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}%"
 
 
 def _ci(scores: dict[str, Any], key: tuple[str, ...], fmt: str | None) -> str:
@@ -27,7 +24,7 @@ def _ci(scores: dict[str, Any], key: tuple[str, ...], fmt: str | None) -> str:
         node = None if node is None else node.get(part)
     if node is None:
         return "n/a"
-    return "[" + ", ".join(_pct(v) if fmt is None else fmt.format(v) for v in node) + "]"
+    return "[" + ", ".join(pct(v) if fmt is None else fmt.format(v) for v in node) + "]"
 
 
 def strategy_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -51,7 +48,7 @@ def strategy_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]
                 name,
                 *(f"{m[c]:.3f}" for c in STRATEGY_COLUMNS),
                 _ci(s, ("metrics", "R@1"), "{:.3f}"),
-                _pct(s.get("average_improvement")),
+                pct(s.get("average_improvement")),
                 _ci(s, ("average_improvement",), None),
                 f"{s['routed_right']:.3f}",
                 f"{s['found_within']:.3f}",
@@ -60,12 +57,6 @@ def strategy_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]
             ]
         )
     return header, rows
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -86,14 +77,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "## Retrieval (product level; relative changes against "
         f"`{results['baseline']}`, avg. gain = mean relative gain in {', '.join(results['improvement_metrics'])})",
         "",
-        _markdown_table(header, rows),
+        markdown_table(header, rows),
         "",
         "Cascade recall@k = *routed right* (the true category was searched) x *found within* (recall@k among "
         "the queries routed right).",
         "",
         "## Classifier (the gate), on the query photos",
         "",
-        _markdown_table(
+        markdown_table(
             ["top-1", "top-5", "macro-F1", "ECE"],
             [[f"{cls['top1']:.3f}", f"{cls['top5']:.3f}", f"{cls['macro_f1']:.3f}", f"{cls['ece']:.3f}"]],
         ),
@@ -103,7 +94,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "Each query is one `Cascade.search` call, as the service runs it; `<strategy>/total` is decode to "
         "ranked products. Global search skips the classifier.",
         "",
-        _markdown_table(["strategy/stage", "p50 ms", "p95 ms", "p99 ms"], lat_rows),
+        markdown_table(["strategy/stage", "p50 ms", "p95 ms", "p99 ms"], lat_rows),
         "",
         f"Cascade overhead (`{lat['cascade_strategy']}` vs `{results['baseline']}`, end to end, p50): "
         f"**{lat['overhead_pct']:+.1f}%** (published: +13%). With an index this small the search stage is "
@@ -116,9 +107,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         *_growing_pool_section(results.get("growing_pool")),
         *_camera_faults_section(results.get("camera_faults")),
         *_rejection_section(results.get("rejection")),
+        *query_types_section(results.get("query_types")),
+        *text_section(results.get("text")),
         "## Recall@1 per category",
         "",
-        _markdown_table(["category", "queries", *strategies], cat_rows),
+        markdown_table(["category", "queries", *strategies], cat_rows),
         "",
     ]
     return "\n".join(parts)
@@ -134,7 +127,7 @@ def _size_section(bands: dict[str, Any] | None, strategies: list[str]) -> list[s
             str(b["n_partitions"]),
             str(b["n_queries"]),
             *(
-                f"{b['strategies'][s]['metrics']['R@1']:.3f} ({_pct(b['strategies'][s]['average_improvement'])})"
+                f"{b['strategies'][s]['metrics']['R@1']:.3f} ({pct(b['strategies'][s]['average_improvement'])})"
                 for s in strategies
             ),
         ]
@@ -146,17 +139,9 @@ def _size_section(bands: dict[str, Any] | None, strategies: list[str]) -> list[s
         "R@1 (avg. gain against the baseline). In a partition of one product, routing right *is* finding it: "
         "there the cascade measures the gate, not the search.",
         "",
-        _markdown_table(["products", "partitions", "queries", *strategies], rows),
+        markdown_table(["products", "partitions", "queries", *strategies], rows),
         "",
     ]
-
-
-def _with_interval(entry: dict[str, Any], metric: str) -> str:
-    value = f"{entry['metrics'][metric]:.3f}"
-    if "intervals" in entry:
-        low, high = entry["intervals"]["metrics"][metric]
-        value += f" [{low:.3f}, {high:.3f}]"
-    return f"{value} ({_pct(entry['average_improvement'])})"
 
 
 def _novelty_section(groups: dict[str, Any] | None, strategies: list[str]) -> list[str]:
@@ -165,7 +150,7 @@ def _novelty_section(groups: dict[str, Any] | None, strategies: list[str]) -> li
         return []
     rows = []
     for name, g in groups.items():
-        cells = [_with_interval(g["strategies"][s], "R@1") for s in strategies]
+        cells = [with_interval(g["strategies"][s], "R@1") for s in strategies]
         rows.append([name, str(g["n_products"]), str(g["n_queries"]), *cells])
     return [
         "## Seen and unseen products",
@@ -173,7 +158,7 @@ def _novelty_section(groups: dict[str, Any] | None, strategies: list[str]) -> li
         "R@1 [95% interval] (avg. gain against the baseline). Unseen products were held out of training, "
         "model selection and calibration; only their catalog images are in the pool.",
         "",
-        _markdown_table(["products", "n", "queries", *strategies], rows),
+        markdown_table(["products", "n", "queries", *strategies], rows),
         "",
     ]
 
@@ -188,7 +173,7 @@ def _compared_section(rows: list[dict[str, Any]] | None) -> list[str]:
             f"`{r['source']}` ({r['embedder']}, {r['runtime']})",
             f"{r['gate_top1']:.3f}",
             f"{r['gate_ece']:.3f}",
-            *(_with_interval(r["strategies"][s], "R@1") for s in names),
+            *(with_interval(r["strategies"][s], "R@1") for s in names),
             f"{r['overhead_pct']:+.1f}%",
         ]
         for r in rows
@@ -199,7 +184,7 @@ def _compared_section(rows: list[dict[str, Any]] | None) -> list[str]:
         "R@1 [95% interval] (avg. gain against each cascade's own global search); overhead = the cascade's "
         "end-to-end p50 latency against global search, at this pool size.",
         "",
-        _markdown_table(["cascade", "gate top-1", "gate ECE", *names, "overhead"], table),
+        markdown_table(["cascade", "gate top-1", "gate ECE", *names, "overhead"], table),
         "",
     ]
 
@@ -229,7 +214,7 @@ def _growing_pool_section(study: dict[str, Any] | None) -> list[str]:
         "R@1 (R@5) of the same queries as train photos of other products join the pool as catalog items of "
         "their own pseudo-products, in their product's partition.",
         "",
-        _markdown_table(["pool items", "products", *strategies], rows),
+        markdown_table(["pool items", "products", *strategies], rows),
         "",
         "![growing pool](growing_pool.png)",
         "",
@@ -256,7 +241,7 @@ def _camera_faults_section(study: dict[str, Any] | None) -> list[str]:
         "",
         "R@1 (share of the clean R@1 kept) and the gate's top-1 accuracy and calibration error under each fault.",
         "",
-        _markdown_table(["photos", "gate top-1", "gate ECE", *strategies], rows),
+        markdown_table(["photos", "gate top-1", "gate ECE", *strategies], rows),
         "",
     ]
 
@@ -283,7 +268,7 @@ def _rejection_section(rejection: dict[str, Any] | None) -> list[str]:
         "pool; each threshold chosen on the validation photos (Youden's J), measured on the test photos. The gate "
         "was trained on every product: held-out products are unseen by the pool, not by the classifier.",
         "",
-        _markdown_table(
+        markdown_table(
             ["strategy", "threshold", "out-of-catalog rejected", "in-catalog wrongly rejected", "AUROC"], rows
         ),
         "",

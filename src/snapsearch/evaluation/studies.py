@@ -1,5 +1,6 @@
 """The optional studies of an evaluation, each switched on in ``conf/evaluate.yaml``: "not in our catalog"
-(rejection), camera faults, and a growing pool. Each reuses the queries' model outputs where it can."""
+(rejection), camera faults, a growing pool, query types and text. Each reuses the queries' model outputs
+where it can."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from omegaconf import DictConfig
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.evaluation.camera_faults import camera_faults_study
 from snapsearch.evaluation.growing_pool import growing_pool_figure, run_growing_pool
+from snapsearch.evaluation.query_types import query_type_study
 from snapsearch.evaluation.rejection import rejection_study
 from snapsearch.evaluation.report import save_png
+from snapsearch.evaluation.text_study import text_study
 from snapsearch.runtime.batch import BatchIO, Outputs
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import label_indices
@@ -37,8 +40,16 @@ def run_studies(
     """
     queries, pool, calib = frames
     out: dict[str, Any] = {}
-    if cfg.rejection.enabled and not calib.empty:
-        v_out = cascade.infer_frame(calib, labels, io, classify=True, what="validation photos")
+    out_dir = Path(cfg.paths.output_dir)
+    scoring = {
+        "baseline": cfg.cascade.baseline,
+        "improvement_metrics": cfg.improvement_metrics,
+        "bootstrap_resamples": cfg.bootstrap.resamples,
+        "seed": cfg.bootstrap.seed,
+    }
+    needs_val = (cfg.rejection.enabled or cfg.text_study.enabled) and not calib.empty
+    v_out = cascade.infer_frame(calib, labels, io, classify=True, what="validation photos") if needs_val else None
+    if cfg.rejection.enabled and v_out is not None:
         val = (v_out.embeddings, v_out.probs, label_indices(calib.loc[v_out.rows], labels)[1])
         test = (q_out.embeddings, q_out.probs, label_indices(queries.loc[q_out.rows], labels)[1])
         out["rejection"] = rejection_study(
@@ -65,5 +76,30 @@ def run_studies(
         if cfg.protocol != "catalog":
             raise ValueError("growing_pool.enabled=true grows the catalog protocol's pool: use protocol=catalog")
         out["growing_pool"] = run_growing_pool(cfg.growing_pool, cascade, manifest, pool, labels, io, stream)
-        save_png(growing_pool_figure(out["growing_pool"]), Path(cfg.paths.output_dir) / "growing_pool.png")
+        save_png(growing_pool_figure(out["growing_pool"]), out_dir / "growing_pool.png")
+    if cfg.query_types.enabled:
+        out["query_types"] = query_type_study(
+            cfg.query_types, cascade, labels, io, (queries, pool), q_out, out_dir, k=cfg.k, scoring=scoring
+        )
+    if cfg.text_study.enabled:
+        if v_out is None:
+            raise ValueError("text_study.enabled=true chooses its weight on validation photos: the protocol has none")
+        picked = slice(None, None, cfg.text_study.query_stride)
+        out["text"] = text_study(
+            cfg.text_study,
+            cascade,
+            _outputs_of(calib, v_out, labels, slice(None)),
+            _outputs_of(queries, q_out, labels, picked),
+            out_dir,
+            max_pixels=io.max_pixels,
+            scoring=scoring,
+        )
     return out
+
+
+def _outputs_of(frame: pd.DataFrame, outputs: Outputs, labels: LabelMaps, picked: slice):
+    """(paths, embeddings, probabilities, true partitions, true products) of the ``picked`` readable rows."""
+    rows = outputs.rows[picked]
+    part, prod = label_indices(frame.loc[rows], labels)
+    assert outputs.probs is not None
+    return frame.loc[rows, "path"].tolist(), outputs.embeddings[picked], outputs.probs[picked], part, prod

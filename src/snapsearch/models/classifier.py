@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.models.artifact import read_model, save_model
@@ -29,6 +30,13 @@ class CategoryClassifier(nn.Module):
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated category probabilities (routing)."""
         return torch.softmax(self(x) / self.temperature, dim=-1)
+
+    def probabilities_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities and the trunk's L2-normalised pooled features (what the head sees), from
+        one pass: the features tell a shop photo from a catalog image or a screenshot (query types)."""
+        pooled = self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+        probs = torch.softmax(self.net.get_classifier()(pooled) / self.temperature, dim=-1)
+        return probs, F.normalize(pooled, dim=-1)
 
     def save(self, folder: str | Path, *, backbone: dict[str, Any], preprocess: Preprocess) -> None:
         meta = {

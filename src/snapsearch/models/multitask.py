@@ -56,6 +56,14 @@ class MultiTaskNet(nn.Module):
         logits, embedding = self.heads(x)
         return torch.softmax(logits / self.temperature, dim=-1), embedding
 
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities, the embedding, and the trunk's L2-normalised pooled features (what the
+        category head sees; the query-type head reads them), from one pass."""
+        feats = self.trunk.forward_features(x)
+        pooled = self.trunk.forward_head(feats, pre_logits=True)
+        probs = torch.softmax(self.classifier(pooled) / self.temperature, dim=-1)
+        return probs, self._embedding(feats), F.normalize(pooled, dim=-1)
+
     def head_parameters(self) -> list[nn.Parameter]:
         """Everything but the trunk: what learns at the base rate (and alone while the trunk is frozen)."""
         return [p for n, p in self.named_parameters() if not n.startswith("trunk.")]

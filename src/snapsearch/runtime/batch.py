@@ -41,6 +41,7 @@ class Outputs:
     embeddings: np.ndarray
     probs: np.ndarray | None
     skipped: int
+    features: np.ndarray | None = None  # the gate's pooled features (``features=True``)
 
 
 def _loader(frame: pd.DataFrame, labels: LabelMaps, preprocess, io: BatchIO) -> DataLoader:
@@ -67,14 +68,24 @@ def _batch_size(batch: dict) -> int:
 
 
 def run_inference(
-    runtime: CascadeRuntime, frame: pd.DataFrame, labels: LabelMaps, *, classify: bool, io: BatchIO, what: str
+    runtime: CascadeRuntime,
+    frame: pd.DataFrame,
+    labels: LabelMaps,
+    *,
+    classify: bool,
+    io: BatchIO,
+    what: str,
+    features: bool = False,
 ) -> Outputs:
     """Embed (and optionally classify) every image of ``frame``, showing progress as ``what``. One decode
     serves both models when their preprocessing contracts agree (the common case: one backbone family), and
-    one forward pass serves both when the runtime has a single trunk (``classify_and_embed``)."""
+    one forward pass serves both when the runtime has a single trunk (``classify_and_embed``). ``features``
+    (with ``classify``): also the gate's pooled features, from the same pass."""
+    if features and not classify:
+        raise ValueError("the gate's features come with its probabilities: pass classify=True")
     shared = runtime.classifier_preprocess == runtime.embedder_preprocess
     joint = getattr(runtime, "classify_and_embed", None)  # one pass for both heads (one trunk)
-    rows, embs, probs, skipped = [], [], [], 0
+    rows, embs, probs, feats, skipped = [], [], [], [], 0
     batches = _loader(frame, labels, runtime.embedder_preprocess, io)
     for batch in track(batches, len(frame), what, size=_batch_size):
         skipped += batch["n_skipped"]
@@ -83,18 +94,19 @@ def run_inference(
         x = batch["image"].numpy()
         rows.append(batch["row"].numpy())
         if classify and joint is not None:
-            p, e = joint(x)
+            p, e, *f = runtime.classify_embed_features(x) if features else joint(x)  # type: ignore[attr-defined]
             probs.append(p)
             embs.append(e)
+            feats.extend(f)
             continue
         embs.append(runtime.embed(x))
         if classify and shared:
-            probs.append(runtime.classify(x))
+            _gate(runtime, x, features, probs, feats)
     if classify and not shared:
         batches = _loader(frame, labels, runtime.classifier_preprocess, io)
         for batch in track(batches, len(frame), f"{what} (classifier input)", size=_batch_size):
             if batch["image"].shape[0]:
-                probs.append(runtime.classify(batch["image"].numpy()))
+                _gate(runtime, batch["image"].numpy(), features, probs, feats)
     if skipped:
         log.warning("%d unreadable images skipped", skipped)
     if not rows:
@@ -104,4 +116,15 @@ def run_inference(
         embeddings=np.concatenate(embs).astype(np.float32),
         probs=np.concatenate(probs) if probs else None,
         skipped=skipped,
+        features=np.concatenate(feats) if feats else None,
     )
+
+
+def _gate(runtime: CascadeRuntime, x: np.ndarray, features: bool, probs: list, feats: list) -> None:
+    """The gate on one batch: its probabilities, and its features when asked for."""
+    if features:
+        p, f = runtime.classify_features(x)
+        feats.append(f)
+    else:
+        p = runtime.classify(x)
+    probs.append(p)

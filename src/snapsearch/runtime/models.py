@@ -31,9 +31,15 @@ class CascadeRuntime(Protocol):
     categories: list[str]
     embedding_dim: int
     embedder_fingerprint: str
+    gate_fingerprint: str  # the category gate's weights: what a query-type head reading its features needs
+    has_gate_features: bool  # False for bundles exported before the gate's features became an output
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated category probabilities, N x n_categories."""
+        ...
+
+    def classify_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities and the gate trunk's L2-normalised pooled features, from one pass."""
         ...
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
@@ -62,6 +68,8 @@ class TorchRuntime:
         self.categories = classifier.categories
         self.embedding_dim = embedder.embedding_dim
         self.embedder_fingerprint = fingerprint(embedder)
+        self.gate_fingerprint = fingerprint(classifier)
+        self.has_gate_features = True
 
     @classmethod
     def from_run_dir(
@@ -85,6 +93,11 @@ class TorchRuntime:
         return self.classifier.probabilities(torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
     @torch.inference_mode()
+    def classify_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, feats = self.classifier.probabilities_and_features(torch.from_numpy(batch).to(self.device))
+        return probs.cpu().numpy(), feats.cpu().numpy()
+
+    @torch.inference_mode()
     def embed(self, batch: np.ndarray) -> np.ndarray:
         return self.embedder(torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
@@ -98,10 +111,7 @@ class SharedTrunkHeads(torch.nn.Module):
         self.classifier = classifier
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        net = self.classifier.net
-        pooled = net.forward_head(net.forward_features(x), pre_logits=True)
-        probs = torch.softmax(net.get_classifier()(pooled) / self.classifier.temperature, dim=-1)
-        return probs, torch.nn.functional.normalize(pooled, dim=-1)
+        return self.classifier.probabilities_and_features(x)
 
 
 class SharedTrunkRuntime(TorchRuntime):
@@ -134,6 +144,11 @@ class SharedTrunkRuntime(TorchRuntime):
         probs, emb = SharedTrunkHeads(self.classifier)(torch.from_numpy(batch).to(self.device))
         return probs.cpu().numpy(), emb.cpu().numpy()
 
+    def classify_embed_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`classify_and_embed`, plus the gate's features: here the embedding itself."""
+        probs, emb = self.classify_and_embed(batch)
+        return probs, emb, emb
+
 
 class MultiTaskRuntime:
     """Eager PyTorch on a multi-task network: one trunk, both heads, one preprocessing contract."""
@@ -146,7 +161,8 @@ class MultiTaskRuntime:
         self.classifier_preprocess = self.embedder_preprocess = preprocess
         self.categories = model.categories
         self.embedding_dim = model.embedding_dim
-        self.embedder_fingerprint = fingerprint(model)
+        self.embedder_fingerprint = self.gate_fingerprint = fingerprint(model)
+        self.has_gate_features = True
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, device: str = "cpu") -> MultiTaskRuntime:
@@ -158,6 +174,16 @@ class MultiTaskRuntime:
         """Calibrated probabilities and embeddings from one forward pass."""
         probs, emb = self.model(torch.from_numpy(batch).to(self.device))
         return probs.cpu().numpy(), emb.cpu().numpy()
+
+    @torch.inference_mode()
+    def classify_embed_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Probabilities, embeddings and the trunk's pooled features (the query-type head's input)."""
+        probs, emb, feats = self.model.outputs(torch.from_numpy(batch).to(self.device))
+        return probs.cpu().numpy(), emb.cpu().numpy(), feats.cpu().numpy()
+
+    def classify_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs, _, feats = self.classify_embed_features(batch)
+        return probs, feats
 
     @torch.inference_mode()
     def classify(self, batch: np.ndarray) -> np.ndarray:
@@ -211,18 +237,39 @@ class BundleRuntime:
         self.categories = list(cls_meta["categories"])
         self.embedding_dim = int(emb_meta["embedding_dim"])
         self.embedder_fingerprint = emb_meta["fingerprint"]
+        self.gate_fingerprint = cls_meta.get("fingerprint", "")  # bundles before query types lack it
+        outputs = list(cls_meta.get("outputs", []))
+        self._features_output = outputs.index("features") if "features" in outputs else None
+        self.has_gate_features = self._features_output is not None
         self._classify = load_runner(bundle_dir / cls_meta["files"][runtime], meta["input_name"])
         self._classify_output = 0
-        if joint:  # one file whose outputs are (probabilities, embedding)
+        if joint:  # one file whose outputs are (probabilities, embedding[, features])
             self._embed, self._embed_output = self._classify, 1
             self.classify_and_embed = self._classify_and_embed  # the Cascade and batch inference use it
+            self.classify_embed_features = self._classify_embed_features
         else:
             self._embed = load_runner(bundle_dir / emb_meta["files"][runtime], meta["input_name"])
             self._embed_output = 0
 
+    def _run_gate(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self._classify(np.ascontiguousarray(batch, dtype=np.float32))
+
     def _classify_and_embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs, emb = self._classify(np.ascontiguousarray(batch, dtype=np.float32))
-        return probs, emb
+        out = self._run_gate(batch)
+        return out[0], out[1]
+
+    def _gate_features(self, out: tuple[np.ndarray, ...]) -> np.ndarray:
+        if self._features_output is None:
+            raise BundleError("this bundle's gate has no features output: re-export it (python export.py)")
+        return out[self._features_output]
+
+    def _classify_embed_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = self._run_gate(batch)
+        return out[0], out[1], self._gate_features(out)
+
+    def classify_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self._run_gate(batch)
+        return out[0], self._gate_features(out)
 
     def classify(self, batch: np.ndarray) -> np.ndarray:
         return self._classify(np.ascontiguousarray(batch, dtype=np.float32))[self._classify_output]

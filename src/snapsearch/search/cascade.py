@@ -14,44 +14,40 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from snapsearch.data.dataset import LabelMaps
-from snapsearch.data.image_io import ImageReadError, pil_to_rgb, read_rgb
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, Ranking, Route, Strategy, rank
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.search.answers import barcode_answer, ranked_answer
 from snapsearch.search.barcode import read_codes
 from snapsearch.search.products import ProductTable
-from snapsearch.search.result import STAGES, CategoryProbability, ProductHit, Rejection, RouteTaken, SearchResult
+from snapsearch.search.query_image import QueryImage, to_rgb
+from snapsearch.search.query_type import QueryTypeError, QueryTypeHead, check_routes
+from snapsearch.search.result import STAGES, SearchResult, TextRead
+from snapsearch.search.text import OcrText, TextSearch
 
-QueryImage = str | Path | bytes | Image.Image | np.ndarray  # or an open binary file (read once)
 MS = 1e3
+
+
+class Inferred(NamedTuple):
+    """One batch through the models: what the ranking and the query-type head read, and the time taken."""
+
+    probs: np.ndarray
+    emb: np.ndarray
+    features: np.ndarray | None  # the gate's pooled features, when a query-type head reads them
+    classify_s: float
+    embed_s: float
 
 
 class SearchError(ValueError):
     """A search the caller asked for wrongly (unknown strategy, k out of range); the message says the fix."""
-
-
-def to_rgb(image: QueryImage, *, max_pixels: int, draft_size: int | None) -> np.ndarray:
-    """Any query form as the reader returns files: upright HxWx3 uint8 RGB (ImageReadError when unusable)."""
-    if isinstance(image, Image.Image):
-        if image.width * image.height > max_pixels:
-            raise ImageReadError("<image>", f"image too large: {image.width}x{image.height} pixels")
-        return pil_to_rgb(image)
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-            raise ImageReadError("<array>", f"need an HxW or HxWx3/4 uint8 array, got {image.dtype} {image.shape}")
-        return pil_to_rgb(Image.fromarray(image))
-    if isinstance(image, bytes | bytearray | memoryview):
-        return read_rgb(bytes(image), max_pixels=max_pixels, draft_size=draft_size)
-    return read_rgb(image, max_pixels=max_pixels, draft_size=draft_size)
 
 
 class Cascade:
@@ -74,6 +70,11 @@ class Cascade:
         pool_skipped: catalog images skipped as unreadable when the index was built (reported).
         barcodes: read retail barcodes first; a code found in the catalog (products' ``gtin``) answers the
             query exactly, without the models (their time is then under ``barcode``, not ``decode``).
+        query_types: the head that tells shop photos, catalog-like images and screenshots apart (from the
+            embedding); None treats every query as a photo.
+        type_routes: query type -> strategy, for requests that name none (e.g. ``{screenshot: global}``);
+            a type without a route takes ``default_strategy``.
+        text: OCR + text encoder + fusion: the words on the pack re-score the route's candidates.
     """
 
     def __init__(
@@ -93,6 +94,9 @@ class Cascade:
         lock: AbstractContextManager[Any] | None = None,
         pool_skipped: int = 0,
         barcodes: bool = False,
+        query_types: QueryTypeHead | None = None,
+        type_routes: Mapping[str, str | None] | None = None,
+        text: TextSearch | None = None,
     ) -> None:
         if list(runtime.categories) != list(products.categories) or index.n_partitions != len(products.categories):
             raise ValueError(
@@ -116,6 +120,13 @@ class Cascade:
         self.lock = lock if lock is not None else nullcontext()
         self.pool_skipped = pool_skipped
         self.barcodes = barcodes
+        if query_types is not None and (
+            query_types.gate_fingerprint != runtime.gate_fingerprint or not runtime.has_gate_features
+        ):
+            raise QueryTypeError("the query-type head read another gate's features: retrain it for this one")
+        self.query_types = query_types
+        self.type_routes = check_routes(type_routes or {}, list(strategies))
+        self.text = text
         self._pre_c = runtime.classifier_preprocess.eval_transform()
         self._pre_e = runtime.embedder_preprocess.eval_transform()
         self._shared_input = runtime.classifier_preprocess == runtime.embedder_preprocess
@@ -177,8 +188,9 @@ class Cascade:
         self, images: Sequence[QueryImage], k: int = 10, strategy: str | None = None
     ) -> list[SearchResult]:
         """Rank for several photos with one batched forward pass (timings are the batch's, per photo;
-        with one photo, exactly its own)."""
-        name = self.check_request(k, strategy)
+        with one photo, exactly its own). A named ``strategy`` is used for every photo; None lets each
+        photo's query type choose its route (:meth:`route`)."""
+        self.check_request(k, strategy)
         if not images:
             return []
         t0 = time.perf_counter()
@@ -193,24 +205,32 @@ class Cascade:
                 exact = [self.products.by_gtin(c.gtin) if c is not None else None for c in codes]
         todo = [i for i, position in enumerate(exact) if position is None]  # the photos that need the models
         results: list[SearchResult | None] = [None] * len(images)
-        classify_s = embed_s = 0.0
+        classify_s = embed_s = ocr_s = 0.0
         t1 = time.perf_counter()
         if todo:
             xc, xe = self.preprocess([decoded[i][0] for i in todo], [rgbs[i] for i in todo])
             t1 = time.perf_counter()
-            probs, emb, classify_s, embed_s = self.infer(xc, xe, classify=self.strategies[name].uses_gate)
+            probs, emb, feats, classify_s, embed_s = self.infer(xc, xe, classify=self.gate_needed(strategy))
+            types = self.detect_types(feats, len(emb))
+            names = [self.route(t, strategy) for t in types]
+            reads = self.read_text([rgbs[i] for i in todo], probs)
+            ocr_s = sum(r.seconds for r in reads if r is not None)
         t2 = time.perf_counter()
         with self.lock:
             if todo:
-                rankings, routes = self.rank(emb, probs, k, name)
-                for i, r, rt, p in zip(todo, rankings, routes, probs, strict=True):
-                    results[i] = self.result(r, rt, p, name)
+                depth = k if self.text is None else max(k, self.text.depth)
+                for name in dict.fromkeys(names):
+                    mine = [j for j, n in enumerate(names) if n == name]
+                    rankings, routes = self.rank(emb[mine], probs[mine], depth, name)
+                    for j, ranking, route in zip(mine, rankings, routes, strict=True):
+                        ranking, text = self.with_text(ranking, reads[j], k)
+                        results[todo[j]] = self.result(ranking, route, probs[j], name, types[j], text)
             for i, position in enumerate(exact):
                 if position is not None:
-                    results[i] = self.barcode_result(position)
+                    results[i] = barcode_answer(self.products, position)
         t3 = time.perf_counter()
         per = dict(zip(STAGES, (t1 - t0 - barcode_s, classify_s, embed_s, t3 - t2), strict=True))
-        per |= {"barcode": barcode_s} if self.barcodes else {}
+        per |= ({"barcode": barcode_s} if self.barcodes else {}) | ({"ocr": ocr_s} if self.text else {})
         for result, rgb, code in zip(results, rgbs, codes, strict=True):
             assert result is not None
             result.timings_ms = {stage: MS * s / len(images) for stage, s in per.items()} | {
@@ -220,22 +240,40 @@ class Cascade:
             result.barcode = None if code is None else code.text
         return [r for r in results if r is not None]
 
-    def barcode_result(self, position: int) -> SearchResult:
-        """A decoded barcode found in the catalog: that product, exactly (score 1), no model, no search."""
-        p = self.products[position]
-        hit = ProductHit(
-            rank=1, product_id=p.product_id, name=p.name, category=p.category, score=1.0, image_id=p.image_id
-        )
-        return SearchResult(
-            products=[hit],
-            categories=[CategoryProbability(p.category, 1.0)],
-            route=RouteTaken(
-                strategy="barcode", partitions=[self.products.categories[p.partition]], fallback_to_global=False
-            ),
-            timings_ms={},
-            query_type="barcode",
-            product_index=[position],
-        )
+    # ------------------------------------------------------------------ query type and text
+    def route(self, query_type: str, strategy: str | None = None) -> str:
+        """The strategy a query is ranked with: the named one, else its type's route, else the default."""
+        return strategy if strategy is not None else self.type_routes.get(query_type, self.default_strategy)
+
+    def gate_needed(self, strategy: str | None) -> bool:
+        """Whether any route this request can take (or the text step's OCR filter) reads the gate."""
+        names = {strategy} if strategy is not None else {self.default_strategy, *self.type_routes.values()}
+        text_reads_gate = self.text is not None and self.text.ocr_categories is not None
+        return text_reads_gate or any(self.strategies[n].uses_gate for n in names)
+
+    def detect_types(self, features: np.ndarray | None, n: int) -> list[str]:
+        """Each of ``n`` queries' type from the gate's features (``photo`` for all without a query-type head)."""
+        if self.query_types is None or features is None:
+            return ["photo"] * n
+        return self.query_types.predict(features)
+
+    def read_text(self, rgbs: Sequence[np.ndarray], probs: np.ndarray) -> list[OcrText | None]:
+        """OCR for the photos whose gate allows it (None: text search is off, or OCR skipped)."""
+        if self.text is None:
+            return [None] * len(rgbs)
+        top = [self.products.categories[int(c)] for c in probs.argmax(axis=1)]
+        return [
+            self.text.reader.read(rgb) if self.text.wants_ocr(t) else None for rgb, t in zip(rgbs, top, strict=True)
+        ]
+
+    def with_text(self, ranking: Ranking, read: OcrText | None, k: int) -> tuple[Ranking, TextRead | None]:
+        """The ranking re-scored with what OCR read (when enough was read), cut to ``k``."""
+        if read is None or self.text is None:
+            return Ranking(ranking.products[:k], ranking.scores[:k], ranking.items[:k]), None
+        query = self.text.query_vector(read)
+        if query is None:
+            return Ranking(ranking.products[:k], ranking.scores[:k], ranking.items[:k]), TextRead(read.text, False)
+        return self.text.fuse(ranking, query, k), TextRead(read.text, True)
 
     # ------------------------------------------------------------------ the stages
     def preprocess(self, rgbs_c: Sequence[np.ndarray], rgbs_e: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -244,28 +282,29 @@ class Cascade:
         xc = xe if self._shared_input else np.stack([self._pre_c(image=im)["image"].numpy() for im in rgbs_c])
         return xc, xe
 
-    def infer(
-        self, xc: np.ndarray, xe: np.ndarray, *, classify: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """(probabilities, embeddings, classify seconds, embed seconds). ``classify=False`` (a strategy that
-        ignores the gate) skips the classifier: the probabilities are uniform and cost nothing. A shared-trunk
-        runtime computes both in one pass, reported under ``embed`` (the head adds no separate stage)."""
+    def infer(self, xc: np.ndarray, xe: np.ndarray, *, classify: bool = True) -> Inferred:
+        """Probabilities, embeddings, the gate's features (when the query-type head needs them) and the time
+        of each model. ``classify=False`` (a strategy that ignores the gate, and no type head) skips the
+        classifier: the probabilities are uniform and cost nothing. A one-trunk runtime computes everything in
+        one pass, reported under ``embed`` (the heads add no separate stage)."""
+        typed = self.query_types is not None
         with self._infer_lock:  # one forward pass at a time: the 2 cores are better used by intra-op threads
             joint = getattr(self.runtime, "classify_and_embed", None)
             t0 = time.perf_counter()
             if joint is not None:
-                probs, emb = joint(xe)
-                return probs, emb, 0.0, time.perf_counter() - t0
-            classify_s = 0.0
-            if classify:
+                probs, emb, feats = self.runtime.classify_embed_features(xe) if typed else (*joint(xe), None)
+                return Inferred(probs, emb, feats, 0.0, time.perf_counter() - t0)
+            feats = None
+            if typed:
+                probs, feats = self.runtime.classify_features(xc)
+            elif classify:
                 probs = self.runtime.classify(xc)
-                classify_s = time.perf_counter() - t0
             else:
                 n_cat = len(self.products.categories)
                 probs = np.full((len(xe), n_cat), 1.0 / n_cat, np.float32)
             t1 = time.perf_counter()
             emb = self.runtime.embed(xe)
-            return probs, emb, classify_s, time.perf_counter() - t1
+            return Inferred(probs, emb, feats, t1 - t0, time.perf_counter() - t1)
 
     def embed_images(self, images: Sequence[QueryImage]) -> np.ndarray:
         """Embeddings of catalog images, decoded and preprocessed as the pool's were."""
@@ -274,9 +313,12 @@ class Cascade:
         with self._infer_lock:
             return self.runtime.embed(xe)
 
-    def infer_frame(self, frame: pd.DataFrame, labels: LabelMaps, io: BatchIO, *, classify: bool, what: str) -> Outputs:
-        """Batched :meth:`infer` over manifest rows (the evaluator's queries), with progress."""
-        return run_inference(self.runtime, frame, labels, classify=classify, io=io, what=what)
+    def infer_frame(
+        self, frame: pd.DataFrame, labels: LabelMaps, io: BatchIO, *, classify: bool, what: str, features: bool = False
+    ) -> Outputs:
+        """Batched :meth:`infer` over manifest rows (the evaluator's queries), with progress; ``features``:
+        also the gate's pooled features (what the query-type head reads)."""
+        return run_inference(self.runtime, frame, labels, classify=classify, io=io, what=what, features=features)
 
     def rank(
         self,
@@ -293,35 +335,19 @@ class Cascade:
         pool = self.index if index is None else index
         return rank(self.strategies[strategy], pool, emb, probs, k, true_partition, self.overfetch)
 
-    def result(self, ranking: Ranking, route: Route, probs: np.ndarray, strategy: str) -> SearchResult:
+    def result(
+        self,
+        ranking: Ranking,
+        route: Route,
+        probs: np.ndarray,
+        strategy: str,
+        query_type: str = "photo",
+        text: TextRead | None = None,
+    ) -> SearchResult:
         """The typed answer for one ranked query (call under :attr:`lock`: it reads the product table)."""
-        products = [self.products[int(p)] for p in ranking.products]
-        hits = [
-            ProductHit(
-                rank=i + 1,
-                product_id=p.product_id,
-                name=p.name,
-                category=p.category,
-                score=float(score),
-                image_id=p.image_id,
-            )
-            for i, (p, score) in enumerate(zip(products, ranking.scores, strict=True))
-        ]
-        gated = self.strategies[strategy].uses_gate
-        order = np.argsort(-probs, kind="stable")[: self.shown_categories if gated else 0]
-        categories = [CategoryProbability(self.products.categories[c], float(probs[c])) for c in order]
-        partitions = [] if route is None else [self.products.categories[p] for p in route]
-        threshold = self.rejection.get(strategy)
-        rejection = None
-        if threshold is not None:
-            rejection = Rejection(score=float(ranking.scores[0]) if hits else None, threshold=threshold)
-        return SearchResult(
-            products=hits,
-            categories=categories,
-            route=RouteTaken(strategy=strategy, partitions=partitions, fallback_to_global=route is None),
-            timings_ms={},
-            rejection=rejection,
-            product_index=[int(p) for p in ranking.products],
+        shown = self.shown_categories if self.strategies[strategy].uses_gate else 0
+        return ranked_answer(
+            self.products, ranking, route, probs, strategy, shown, self.rejection.get(strategy), query_type, text
         )
 
     def info(self) -> dict[str, Any]:
@@ -344,4 +370,7 @@ class Cascade:
                 "rejection": self.rejection,
                 "k_max": self.k_max,
                 "barcodes": self.barcodes,
+                "query_types": None if self.query_types is None else list(self.query_types.types),
+                "type_routes": self.type_routes,
+                "text": None if self.text is None else {"encoder": self.text.encoder.name, "weight": self.text.weight},
             }

@@ -1,5 +1,5 @@
 """A Cascade from a Hydra config (``search.py``, ``serve.py``): the source, its runtime, the strategies of
-``conf/cascade/``, the index and the rejection thresholds."""
+``conf/cascade/`` (with the query types' routes), the index, the rejection thresholds and the text search."""
 
 from __future__ import annotations
 
@@ -8,6 +8,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec
+from snapsearch.search.text import TextOptions
+
+
+def text_options(text_cfg: DictConfig | None) -> TextOptions | None:
+    """The ``text`` group as options (None when it is off)."""
+    if text_cfg is None or not text_cfg.enabled:
+        return None
+    return TextOptions(
+        encoder=instantiate(text_cfg.encoder),
+        weight=float(text_cfg.weight),
+        depth=int(text_cfg.depth),
+        min_chars=int(text_cfg.min_chars),
+        min_confidence=float(text_cfg.min_confidence),
+        ocr_categories=None if text_cfg.ocr_categories is None else list(text_cfg.ocr_categories),
+    )
 
 
 def cascade_from_config(cfg: DictConfig) -> Cascade:
@@ -24,6 +39,9 @@ def cascade_from_config(cfg: DictConfig) -> Cascade:
         "rejection": {str(k): float(v) for k, v in (cfg.rejection or {}).items()},
         "k_max": cfg.k_max,
         "barcodes": cfg.barcodes,
+        "query_types": cfg.query_types,
+        "type_routes": dict(cfg.cascade.get("type_routes") or {}),
+        "text": text_options(cfg.text),
     }
     if cfg.bundle is not None:
         return Cascade.from_bundle(cfg.bundle, runtime=cfg.runtime, **options)

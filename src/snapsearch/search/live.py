@@ -20,6 +20,7 @@ import numpy as np
 from snapsearch.retrieval.store import MutableVectorStore, mutable
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.products import Product
+from snapsearch.search.text import product_text
 from snapsearch.utils.atomic import atomic_save, atomic_save_arrays, atomic_write_text
 
 CHANGES_FILE = "changes.json"
@@ -126,6 +127,8 @@ class LiveCatalog:
                 product = Product(**event["product"])
                 product = replace(product, image_path=str(self.folder / product.image_path))
                 position = table.append(product)
+                if self.cascade.text is not None:  # its name joins the text search at the same position
+                    self.cascade.text.add_product(product_text(product.name, product.description))
                 n = len(embeddings)  # type: ignore[arg-type]
                 meta = {key: np.full(n, product.image_id) for key in self.index.metadata}
                 self.index.add(embeddings, np.full(n, product.partition), np.full(n, position), meta)  # type: ignore[arg-type]

@@ -25,6 +25,11 @@ def display_name(product_id: str) -> str:
     return product_id.replace("_", " ").replace("-", " ").strip() or product_id
 
 
+def _cell(row: pd.Series | None, column: str) -> str:
+    """A manifest row's optional column as text ("" when the row or the column is missing or empty)."""
+    return str(row[column]) if row is not None and column in row.index and row[column] else ""
+
+
 @dataclass(frozen=True)
 class Product:
     product_id: str
@@ -35,6 +40,7 @@ class Product:
     image_path: str | None
     removed: bool = False
     gtin: str | None = None  # GTIN-14 (normalised), from the manifest's optional ``gtin`` column
+    description: str = ""  # the manifest's optional ``description``: what text search matches read words with
 
 
 class ProductTable:
@@ -49,16 +55,16 @@ class ProductTable:
     @classmethod
     def from_manifest(cls, manifest: pd.DataFrame, labels: LabelMaps) -> ProductTable:
         """The label map's products, named by the manifest's ``name`` column when it has one, each shown by
-        its first catalog image (None for a product with no catalog image), with its ``gtin`` when the
-        manifest has that column (a barcode query finds it exactly)."""
+        its first catalog image (None for a product with no catalog image), with its ``gtin`` and
+        ``description`` when the manifest has those columns (a barcode query finds it exactly; text search
+        reads the description). Both are read from the product's catalog rows first."""
         first = manifest.drop_duplicates("product_id").set_index("product_id")
         catalog = manifest[manifest["domain"] == "catalog"].drop_duplicates("product_id").set_index("product_id")
         products = []
         for product_id, partition in zip(labels.products, labels.product_category, strict=True):
-            row = first.loc[product_id] if product_id in first.index else None
-            name = str(row["name"]) if row is not None and "name" in first.columns and row["name"] else ""
-            code = str(row["gtin"]) if row is not None and "gtin" in first.columns and row["gtin"] else ""
             shown = catalog.loc[product_id] if product_id in catalog.index else None
+            row = shown if shown is not None else first.loc[product_id] if product_id in first.index else None
+            name, code = _cell(row, "name"), _cell(row, "gtin")
             products.append(
                 Product(
                     product_id=product_id,
@@ -68,6 +74,7 @@ class ProductTable:
                     image_id=None if shown is None else str(shown["image_id"]),
                     image_path=None if shown is None else str(shown["path"]),
                     gtin=normalize_gtin(code),
+                    description=_cell(row, "description"),
                 )
             )
         return cls(products, labels.categories)

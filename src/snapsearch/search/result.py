@@ -43,6 +43,14 @@ class Rejection:
     threshold: float
 
 
+@dataclass(frozen=True)
+class TextRead:
+    """The words OCR read from the photo, and whether they re-ranked the products (enough text was read)."""
+
+    read: str
+    used: bool
+
+
 @dataclass
 class SearchResult:
     """One photo's answer: ranked products, the gate's top categories, the route and per-stage timings.
@@ -57,9 +65,11 @@ class SearchResult:
     timings_ms: dict[str, float]
     rejection: Rejection | None = None
     image: dict[str, int] | None = None
-    # what arrived: ``photo`` (searched), or ``barcode`` (a decoded code found in the catalog: an exact answer)
+    # what arrived: ``photo``, ``catalog`` or ``screenshot`` (the query-type head's call, which chose the route;
+    # ``photo`` when the source has no head), or ``barcode`` (a code found in the catalog: an exact answer)
     query_type: str = "photo"
     barcode: str | None = None  # the first retail code decoded from the image, found in the catalog or not
+    text: TextRead | None = None  # what OCR read (None: text search is off or OCR did not run for this query)
     product_index: list[int] = field(default_factory=list, repr=False)
 
     @property

@@ -26,6 +26,8 @@ from snapsearch.runtime.factory import run_runtime
 from snapsearch.runtime.models import BundleRuntime, CascadeRuntime
 from snapsearch.search.catalog_index import IndexSpec, embed_pool, label_indices, shards_index
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
+from snapsearch.search.query_type import QueryTypeHead
+from snapsearch.search.text import TextOptions
 from snapsearch.utils.layout import BundleDir, RunDir
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,28 @@ def calibrate(
     for name in pending:
         out[name].fit(c_out.probs, truth)  # type: ignore[union-attr]
     return out
+
+
+def query_type_head(folder: Path, runtime: CascadeRuntime) -> QueryTypeHead | None:
+    """The source's query-type head, when it has one trained on this runtime's gate (else None, logged:
+    every query is then searched as a photo)."""
+    if not QueryTypeHead.exists(folder):
+        return None
+    head = QueryTypeHead.load(folder)
+    if not runtime.has_gate_features:
+        log.warning("the bundle's gate does not output its features (exported before query types): re-export it")
+        return None
+    if head.gate_fingerprint != runtime.gate_fingerprint:
+        log.warning("the query-type head at %s read another gate's features: not used", folder)
+        return None
+    return head
+
+
+def _extras(
+    products: ProductTable, head: QueryTypeHead | None, text: TextOptions | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The cascade options that depend on the opened source: its query-type head and the text search."""
+    return options | {"query_types": head, "text": None if text is None else text.build(products)}
 
 
 def _options(
@@ -128,6 +152,8 @@ def open_run(
     default_strategy: str = "top1",
     batch_size: int = 64,
     num_workers: int = 0,
+    query_types: bool = True,
+    text: TextOptions | None = None,
     **cascade_options: Any,
 ) -> C:
     """A cascade on a run directory's eager models.
@@ -142,7 +168,9 @@ def open_run(
         strategies: routing strategies by name; None means :func:`default_strategies`. Unfitted conformal
             strategies are calibrated on the run's validation photos.
         batch_size, num_workers: batched embedding of the pool and the calibration photos.
-        cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``...).
+        query_types: use the source's query-type head (``stages=[..., query_type]``) when it has one.
+        text: search with the words read from the photo too (None: images only).
+        cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``, ``type_routes``...).
     """
     run = RunDir(Path(run_dir))
     if not run.exists():
@@ -155,16 +183,18 @@ def open_run(
     pool = catalog_pool(manifest, labels) if pool is None else pool
     built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io)
     chosen = calibrate(strategies or default_strategies(), runtime, calibration_photos(manifest, labels), labels, io)
+    products = ProductTable.from_manifest(manifest, labels)
+    head = query_type_head(run.query_type, runtime) if query_types else None
     return cls(  # type: ignore[call-arg]
         runtime,
         built,
-        ProductTable.from_manifest(manifest, labels),
+        products,
         chosen,
         default_strategy,
         max_pixels=io.max_pixels,
         draft_decode=io.draft,
         pool_skipped=skipped,
-        **cascade_options,
+        **_extras(products, head, text, cascade_options),
     )
 
 
@@ -182,6 +212,8 @@ def open_bundle(
     default_strategy: str = "top1",
     batch_size: int = 64,
     num_workers: int = 0,
+    query_types: bool = True,
+    text: TextOptions | None = None,
     **cascade_options: Any,
 ) -> C:
     """A cascade on an export bundle (verified before anything in it is read).
@@ -211,6 +243,7 @@ def open_bundle(
     built, skipped = _index(models, index_path or shipped, shards, pool, labels, index or IndexSpec(), io)
     photos = calibration_photos(manifest, labels) if manifest is not None else None
     chosen = calibrate(strategies or default_strategies(), models, photos, labels, io)
+    head = query_type_head(bundle.query_type, models) if query_types else None
     return cls(  # type: ignore[call-arg]
         models,
         built,
@@ -220,5 +253,5 @@ def open_bundle(
         max_pixels=io.max_pixels,
         draft_decode=io.draft,
         pool_skipped=skipped,
-        **cascade_options,
+        **_extras(products, head, text, cascade_options),
     )

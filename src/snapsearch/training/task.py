@@ -41,6 +41,7 @@ from snapsearch.training.classifier_system import ClassifierSystem
 from snapsearch.training.distributed import gather_unique
 from snapsearch.training.embedder_system import EmbedderSystem
 from snapsearch.training.multitask_system import MultiTaskSystem
+from snapsearch.training.query_type_stage import train_query_type
 from snapsearch.utils.atomic import atomic_save, atomic_write_text, ensure_writable_dir
 from snapsearch.utils.layout import LAST_CHECKPOINT, METRICS, STEP_CHECKPOINT, RunDir
 from snapsearch.utils.run import instantiate_callbacks, instantiate_loggers, print_config_tree
@@ -275,6 +276,7 @@ STAGES: dict[str, Callable[[DictConfig, SnapDataModule, Path, list[Logger]], dic
     "classifier": train_classifier,
     "embedder": train_embedder,
     "multitask": train_multitask,
+    "query_type": train_query_type,
 }
 
 

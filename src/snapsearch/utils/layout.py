@@ -11,10 +11,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-STAGES = ("classifier", "embedder", "multitask")
+STAGES = ("classifier", "embedder", "multitask", "query_type")
 # The two ways a run holds a cascade: separate gate and embedder, or one multi-task network with both heads.
 SEPARATE_STAGES = ("classifier", "embedder")
 MULTITASK_STAGES = ("multitask",)
+# The query-type head (photo / catalog-like / screenshot): trained after the models whose embeddings it reads.
+QUERY_TYPE = "query_type"
 MODEL_FILE = "model.json"
 LABELS = "labels.json"
 INDEX = "index"
@@ -74,6 +76,11 @@ class RunDir:
             f"into it (finished stages: {[s for s in STAGES if self.has_model(s)]})"
         )
 
+    @property
+    def query_type(self) -> Path:
+        """The query-type head's folder (``stages=[..., query_type]``)."""
+        return self.stage(QUERY_TYPE)
+
     def stage_config(self, name: str) -> Path:
         return self.stage(name) / "config.yaml"
 
@@ -117,6 +124,10 @@ class BundleDir:
     @property
     def index(self) -> Path:
         return self.root / INDEX
+
+    @property
+    def query_type(self) -> Path:
+        return self.root / QUERY_TYPE
 
     @property
     def evaluations(self) -> Path:

@@ -1,7 +1,8 @@
 """The Grocery Store dataset (Klasson, Zhang, Kjellström, WACV 2019; MIT licence) as a manifest.
 
 81 products in 43 coarse categories in 3 groups; smartphone photos taken in stores (train/val/test lists)
-and one iconic catalog image per product. Category paths are ``<group>/<coarse>`` (``Fruit/Apple``).
+and one iconic catalog image per product, with its description (the ``description`` column). Category paths
+are ``<group>/<coarse>`` (``Fruit/Apple``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,21 @@ def _ensure_present(root: Path, download: bool) -> None:
         ) from err
 
 
+def read_description(path: Path) -> str:
+    """A product's description file as one line of text: the English and Swedish descriptions, title and
+    maker, without the web address and the nutrition table (numbers that match every pack's OCR alike)."""
+    if not path.is_file():
+        return ""
+    kept = []
+    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
+        line = line.strip()
+        if line.lower().startswith(("nutrition", "näringsvärde")):
+            break
+        if line and not line.lower().startswith(("http", "url:")):
+            kept.append(line)
+    return " ".join(kept)
+
+
 def grocery_manifest(root: str | Path, download: bool = True, product_level: bool = False) -> pd.DataFrame:
     """Manifest of the whole dataset: the split photos (``query``) and the iconic images (``catalog``).
 
@@ -72,6 +88,7 @@ def grocery_manifest(root: str | Path, download: bool = True, product_level: boo
         for rec in csv.DictReader(fh):
             fine, coarse = rec["Class Name (str)"], rec["Coarse Class Name (str)"]
             iconic = rec["Iconic Image Path (str)"].lstrip("/")
+            described = data / rec["Product Description Path (str)"].lstrip("/")
             group = Path(iconic).parts[1]
             category = f"{group}/{coarse}/{fine}" if product_level else f"{group}/{coarse}"
             fine_to_category[rec["Class ID (int)"]] = category
@@ -83,6 +100,7 @@ def grocery_manifest(root: str | Path, download: bool = True, product_level: boo
                     "category": category,
                     "domain": "catalog",
                     "split": "train",
+                    "description": read_description(described),
                 }
             )
     product_by_fine_id = {r_id: Path(r["path"]).parent.name for r_id, r in zip(fine_to_category, rows, strict=True)}
@@ -100,6 +118,7 @@ def grocery_manifest(root: str | Path, download: bool = True, product_level: boo
                         "category": fine_to_category[fine_id],
                         "domain": "query",
                         "split": split,
+                        "description": "",
                     }
                 )
     return pd.DataFrame(rows)

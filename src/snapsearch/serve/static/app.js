@@ -176,7 +176,7 @@ function renderResults(answer) {
   }
   renderNoMatch(answer.rejected, answer.rejection);
   renderCategories(answer.categories, answer.route);
-  renderRoute(answer.route);
+  renderRoute(answer.route, answer);
   renderTimings(answer.timings_ms);
   renderProducts(answer.products, answer.rejected);
   els.summary.hidden = false;
@@ -215,7 +215,18 @@ function renderCategories(categories, route) {
 // Long routes (conformal sets) list the first few partitions and count the rest.
 const MAX_LISTED_PARTITIONS = 5;
 
-function renderRoute(route) {
+// What arrived (the query-type gate's call), the route it took, and what was read from the image.
+function describeQuery(answer) {
+  const parts = [];
+  if (answer.barcode) parts.push(`barcode ${answer.barcode}`);
+  if (answer.text && answer.text.read) {
+    parts.push(`read "${answer.text.read}"${answer.text.used ? "" : " (too little to use)"}`);
+  }
+  return parts.length ? ` · ${parts.join(" · ")}` : "";
+}
+
+function renderRoute(route, answer) {
+  const kind = el("span", "query-type", answer.query_type);
   const strategy = el("span", "route-strategy", route.strategy);
   let where;
   if (route.fallback_to_global) {
@@ -228,7 +239,12 @@ function renderRoute(route) {
     const noun = route.partitions.length === 1 ? "partition" : "partitions";
     where = `searched ${route.partitions.length} ${noun}: ${shown}${more > 0 ? ` and ${more} more` : ""}`;
   }
-  els.route.replaceChildren(strategy, document.createTextNode(` · ${where}`));
+  els.route.replaceChildren(
+    kind,
+    document.createTextNode(" → "),
+    strategy,
+    document.createTextNode(` · ${where}${describeQuery(answer)}`),
+  );
 }
 
 function renderTimings(timings) {
