@@ -30,10 +30,12 @@ def test_bundle_contents_and_verification(bundle: Path) -> None:
     assert cls["preprocess"]["input_size"] == 64 and len(cls["categories"]) == cls_count(bundle)
     assert emb["embedding_dim"] == 64 and emb["metric"] == "ip"
     for fmt in ("onnx", "torchscript"):
-        assert cls["verification"][fmt]["max_abs_diff"] <= 1e-4
-        assert cls["verification"][fmt]["top1_agreement"] == 1.0
+        assert cls["verification"][fmt]["probabilities/max_abs_diff"] <= 1e-4
+        assert cls["verification"][fmt]["probabilities/top1_agreement"] == 1.0
+        assert cls["verification"][fmt]["features/nn_agreement"] == 1.0  # what the query-type head reads
         assert emb["verification"][fmt]["nn_agreement"] == 1.0
-    assert "accuracy" in cls["verification"]["onnx_int8"]
+    assert cls["outputs"] == ["probabilities", "features"]
+    assert "probabilities/accuracy" in cls["verification"]["onnx_int8"]
     assert set(meta["versions"]) >= {"torch", "onnx", "onnxruntime", "timm", "opset"}
     # verified through the Cascade before publishing: every runtime ranks the photos as the run does
     parity = meta["search_parity"]
@@ -58,6 +60,9 @@ def test_bundle_runtimes_match_eager(bundle: Path, smoke_run: Path, runtime: str
     np.testing.assert_allclose(rt.classify(x), eager.classify(x), atol=atol)
     np.testing.assert_allclose(rt.embed(x), eager.embed(x), atol=atol * 10 if runtime == "onnx_int8" else atol)
     assert rt.embedder_fingerprint == eager.embedder_fingerprint
+    assert rt.has_gate_features and rt.gate_fingerprint == eager.gate_fingerprint
+    for got, want in zip(rt.classify_features(x), eager.classify_features(x), strict=True):
+        np.testing.assert_allclose(got, want, atol=atol * 10 if runtime == "onnx_int8" else atol)
 
 
 def test_tampered_bundle_is_refused(bundle: Path, tmp_path: Path) -> None:

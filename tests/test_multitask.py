@@ -1,4 +1,4 @@
-"""One trunk, two heads: the multitask stage trains, exports to one file with two outputs, and evaluate /
+"""One trunk, two heads: the multitask stage trains, exports to one file with all its outputs, and evaluate /
 export / search use it through the run directory with no special case."""
 
 from __future__ import annotations
@@ -79,23 +79,24 @@ def test_run_holds_one_calibrated_network_used_by_default(multitask_run: Path) -
     np.testing.assert_allclose(emb, runtime.embed(x), atol=1e-6)  # the embedding head alone gives the same
 
 
-def test_export_one_file_two_outputs_runs_both_heads_in_one_pass(multitask_run: Path, multitask_bundle: Path) -> None:
+def test_export_one_file_runs_both_heads_in_one_pass(multitask_run: Path, multitask_bundle: Path) -> None:
     meta = read_bundle(multitask_bundle)
     assert set(meta["models"]) == {"multitask"}
     model = meta["models"]["multitask"]
-    assert model["outputs"] == ["probabilities", "embedding"]
+    assert model["outputs"] == ["probabilities", "embedding", "features"]  # features: the query-type head's
     graph = onnx.load(str(multitask_bundle / model["files"]["onnx"])).graph
-    assert [o.name for o in graph.output] == ["probabilities", "embedding"]
+    assert [o.name for o in graph.output] == ["probabilities", "embedding", "features"]
     for fmt in ("onnx", "torchscript"):
         check = model["verification"][fmt]
         assert check["probabilities/top1_agreement"] == 1.0 and check["embedding/nn_agreement"] == 1.0
+        assert check["features/nn_agreement"] == 1.0
     assert all(v["top1_agreement"] == 1.0 for k, v in meta["search_parity"].items() if "/" in k)
 
     eager, x = MultiTaskRuntime.from_run_dir(multitask_run), _batch(3)
     for runtime in ("onnx", "torchscript"):
         exported = BundleRuntime(multitask_bundle, runtime)
         assert exported.embedder_fingerprint == eager.embedder_fingerprint  # an index built eagerly is accepted
-        for got, want in zip(exported.classify_and_embed(x), eager.classify_and_embed(x), strict=True):
+        for got, want in zip(exported.classify_embed_features(x), eager.classify_embed_features(x), strict=True):
             np.testing.assert_allclose(got, want, atol=1e-4)
         np.testing.assert_allclose(exported.embed(x), eager.embed(x), atol=1e-4)
 
