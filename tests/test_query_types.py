@@ -129,3 +129,33 @@ def test_head_of_another_gate_is_refused(typed_run: Path) -> None:
             draft_decode=cascade.draft_decode,
             query_types=other,
         )
+
+
+def test_evaluate_reports_query_types(typed_run: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_entry
+
+    run_entry(
+        "evaluate.py",
+        tmp_path,
+        f"run_dir={typed_run}",
+        "logger=none",
+        "rejection.enabled=false",
+        "latency.n_queries=2",
+        "bootstrap.resamples=50",
+        "query_types.enabled=true",
+        "query_types.views_per_product=1",
+        "query_types.photo_stride=4",
+    )
+    out = next(iter(sorted((typed_run / "evaluations").glob("catalog_trained_*"))))
+    import json
+
+    study = json.loads((out / "report.json").read_text())["query_types"]
+    assert set(study["by_type"]) == {"photo", "catalog", "screenshot", "barcode"}
+    assert study["accuracy_by_type"]["barcode"] == 1.0  # every generated label decodes to its product
+    barcode = study["by_type"]["barcode"]["strategies"]
+    assert barcode["top1+types"]["metrics"]["R@1"] == 1.0  # exact answers
+    assert barcode["global"]["metrics"]["R@1"] < 1.0 or barcode["top1"]["metrics"]["R@1"] < 1.0
+    assert 0.0 <= study["held_out_products_accuracy"] <= 1.0
+    confusion = study["confusion"]
+    assert sum(confusion["screenshot"].values()) == study["by_type"]["screenshot"]["n_queries"]
+    assert "## Query types" in (out / "report.md").read_text()

@@ -100,3 +100,34 @@ def test_cascade_reports_what_it_read(smoke_run: Path, tmp_path: Path) -> None:
     assert "ocr" in result.timings_ms and result.to_dict()["text"]["used"] is True
     plain = cascade.search(np.full((200, 200, 3), 128, np.uint8), k=5)
     assert plain.text is not None and not plain.text.used  # nothing read: the visual ranking stands
+
+
+def test_evaluate_reports_text_with_and_without(smoke_run: Path, tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import run_entry
+
+    run_entry(
+        "evaluate.py",
+        tmp_path,
+        f"run_dir={smoke_run}",
+        "logger=none",
+        "rejection.enabled=false",
+        "latency.n_queries=2",
+        "bootstrap.resamples=50",
+        "text_study.enabled=true",
+        "text_study.query_stride=8",
+        "text_study.weights=[0.0,0.5]",
+        "text_study.ocr_categories=[]",
+        "~text_study.encoders.minilm",
+    )
+    out = max((smoke_run / "evaluations").glob("catalog_trained_*"), key=lambda p: p.stat().st_mtime)
+    study = json.loads((out / "report.json").read_text())["text"]
+    enc = study["encoders"]["char_ngrams"]
+    assert enc["weight"] in (0.0, 0.5) and set(enc["val_R@1_by_weight"]) == {"0.0", "0.5"}
+    assert set(enc["by_group"]["all"]["global"]["strategies"]) == {"global", "global+text", "global+text@gate"}
+    assert study["gated_share"] == 0.0  # no category allowed: OCR never runs behind the gate
+    assert (out / "ocr.json").is_file() and len(json.loads((out / "ocr.json").read_text())) == study["n_test"] + study[
+        "n_val"
+    ]
+    assert "## Text: the words on the pack" in (out / "report.md").read_text()

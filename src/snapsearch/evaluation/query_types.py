@@ -108,14 +108,14 @@ def query_type_study(
     for s in strategies:
         rankings, _ = cascade.rank(emb, probs, k, s, true_partition=part)
         per_query[s] = per_query_metrics([list(map(int, r.products)) for r in rankings], prod.tolist(), ks=(1, 5))
-    exact_hit = {"R@1": (exact == prod).astype(float), "R@5": (exact == prod).astype(float)}
+    exact_hit = (exact == prod).astype(float)  # a code found in the catalog: the product at rank 1, or a miss
     routes = {t: cascade.route(t) for t in QUERY_TYPES}
     for s in cfg.photo_routes:
         if s not in per_query:
             continue
         chosen = [s if t == "photo" else routes[t] for t in head_types]
         routed = {m: np.array([per_query[c][m][i] for i, c in enumerate(chosen)]) for m in per_query[s]}
-        per_query[f"{s}+types"] = {m: np.where(exact >= 0, exact_hit[m], v) for m, v in routed.items()}
+        per_query[f"{s}+types"] = {m: np.where(exact >= 0, exact_hit, v) for m, v in routed.items()}
 
     by_type = {}
     for t in TYPES:

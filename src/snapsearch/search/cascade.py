@@ -299,12 +299,13 @@ class Cascade:
                 probs, feats = self.runtime.classify_features(xc)
             elif classify:
                 probs = self.runtime.classify(xc)
-            else:
+            else:  # the classifier does not run: nothing to time
                 n_cat = len(self.products.categories)
                 probs = np.full((len(xe), n_cat), 1.0 / n_cat, np.float32)
             t1 = time.perf_counter()
             emb = self.runtime.embed(xe)
-            return Inferred(probs, emb, feats, t1 - t0, time.perf_counter() - t1)
+            classify_s = t1 - t0 if typed or classify else 0.0
+            return Inferred(probs, emb, feats, classify_s, time.perf_counter() - t1)
 
     def embed_images(self, images: Sequence[QueryImage]) -> np.ndarray:
         """Embeddings of catalog images, decoded and preprocessed as the pool's were."""
