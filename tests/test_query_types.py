@@ -145,11 +145,18 @@ def test_evaluate_reports_query_types(typed_run: Path, tmp_path: Path) -> None:
         "query_types.enabled=true",
         "query_types.views_per_product=1",
         "query_types.photo_stride=4",
+        "text_study.enabled=true",  # the screenshots also go through the text study
+        "text_study.query_stride=8",
+        "text_study.weights=[0.0,0.5]",
+        "~text_study.encoders.minilm",
     )
     out = next(iter(sorted((typed_run / "evaluations").glob("catalog_trained_*"))))
     import json
 
-    study = json.loads((out / "report.json").read_text())["query_types"]
+    report = json.loads((out / "report.json").read_text())
+    study = report["query_types"]
+    text = report["text"]["encoders"]["char_ngrams"]["by_group"]
+    assert text["screenshot (generated)"]["global"]["n_queries"] == study["by_type"]["screenshot"]["n_queries"]
     assert set(study["by_type"]) == {"photo", "catalog", "screenshot", "barcode"}
     assert study["accuracy_by_type"]["barcode"] == 1.0  # every generated label decodes to its product
     barcode = study["by_type"]["barcode"]["strategies"]

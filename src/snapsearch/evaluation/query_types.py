@@ -74,7 +74,9 @@ def query_type_study(
     *,
     k: int,
     scoring: dict[str, Any],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, tuple]]:
+    """(the study's results, the generated query sets by name: paths, embeddings, probabilities, true
+    partitions and products, for the text study)."""
     queries, pool = frames
     photos = queries.loc[q_out.rows[:: cfg.photo_stride]].assign(query_type="photo")
     generated = _views(cfg, cascade, queries, pool, out_dir / "queries", io.max_pixels)
@@ -135,4 +137,10 @@ def query_type_study(
     }
     if cascade.query_types is not None:
         out["held_out_products_accuracy"] = _held_out_accuracy(feats[heads], true_type[heads], prod[heads], cfg.c)
-    return out
+    paths = frame["path"].tolist()
+    sets = {  # the generated queries, for the text study (a screenshot prints the product's name)
+        f"{t} (generated)": ([paths[i] for i in rows], emb[rows], probs[rows], part[rows], prod[rows])
+        for t in ("catalog", "screenshot")
+        if len(rows := np.flatnonzero(true_type == t))
+    }
+    return out, sets

@@ -77,8 +77,9 @@ def run_studies(
             raise ValueError("growing_pool.enabled=true grows the catalog protocol's pool: use protocol=catalog")
         out["growing_pool"] = run_growing_pool(cfg.growing_pool, cascade, manifest, pool, labels, io, stream)
         save_png(growing_pool_figure(out["growing_pool"]), out_dir / "growing_pool.png")
+    generated: dict[str, tuple] = {}
     if cfg.query_types.enabled:
-        out["query_types"] = query_type_study(
+        out["query_types"], generated = query_type_study(
             cfg.query_types, cascade, labels, io, (queries, pool), q_out, out_dir, k=cfg.k, scoring=scoring
         )
     if cfg.text_study.enabled:
@@ -93,6 +94,7 @@ def run_studies(
             out_dir,
             max_pixels=io.max_pixels,
             scoring=scoring,
+            extra=generated,
         )
     return out
 

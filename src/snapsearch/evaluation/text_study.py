@@ -54,27 +54,48 @@ def _ranked(
     return out
 
 
+Queries = tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _per_query(
+    cascade: Cascade, text: TextSearch, strategies: list[str], data: Queries, runs: dict[str, tuple[list, float]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Every strategy's per-query metrics on ``data``, for each run (suffix -> (what was read, weight))."""
+    emb, probs, part, prod = data[1:]
+    return {
+        s + suffix: per_query_metrics(_ranked(cascade, text, s, emb, probs, part, reads, w), prod.tolist())
+        for s in strategies
+        for suffix, (reads, w) in runs.items()
+    }
+
+
 def text_study(
     cfg: DictConfig,
     cascade: Cascade,
-    val: tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    test: tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    val: Queries,
+    test: Queries,
     out_dir: Path,
     *,
     max_pixels: int,
     scoring: dict[str, Any],
+    extra: dict[str, Queries] | None = None,
 ) -> dict[str, Any]:
-    """``val`` / ``test``: (paths, embeddings, probabilities, true partitions, true products)."""
+    """``val`` / ``test``: (paths, embeddings, probabilities, true partitions, true products) of the
+    validation and test photos; ``extra``: other query sets scored the same way (e.g. the query-type
+    study's screenshots, whose pages print the product's name), each reported as a column of its own."""
+    extra = extra or {}
     reader = OcrReader(cfg.min_confidence)
     reuse = Path(cfg.ocr_cache) if cfg.ocr_cache else None
-    reads = read_all([*val[0], *test[0]], reader, out_dir / OCR_CACHE, max_pixels, reuse)
+    every = [*val[0], *test[0], *(p for data in extra.values() for p in data[0])]
+    reads = read_all(every, reader, out_dir / OCR_CACHE, max_pixels, reuse)
     products = cascade.products
     texts = [product_text(products[i].name, products[i].description) for i in range(len(products))]
     categories = products.categories
-    gate_ok = [
-        np.array([categories[int(c)].startswith(tuple(cfg.ocr_categories)) for c in p.argmax(axis=1)])
-        for p in (val[2], test[2])
-    ]
+
+    def gate_allows(probs: np.ndarray) -> np.ndarray:
+        return np.array([categories[int(c)].startswith(tuple(cfg.ocr_categories)) for c in probs.argmax(axis=1)])
+
+    gate_ok = [gate_allows(p) for p in (val[2], test[2])]
     strategies = [s for s in cfg.strategies if s in cascade.strategies]
     groups = np.array([categories[int(c)].split("/")[0] for c in test[3]])
     seconds = np.array([reads[p]["seconds"] for p in test[0]])
@@ -107,14 +128,9 @@ def text_study(
             for w in cfg.weights
         }
         weight = max(val_r1, key=lambda w: (val_r1[w], -w))
-        per_query: dict[str, dict[str, np.ndarray]] = {}
-        t_emb, t_probs, t_part, t_prod = test[1:]
         gated = [r if ok else None for r, ok in zip(as_read[1], gate_ok[1], strict=True)]
         runs = {"": (as_read[1], 0.0), "+text": (as_read[1], weight), "+text@gate": (gated, weight)}
-        for s in strategies:
-            for suffix, (rs, w) in runs.items():
-                ranked = _ranked(cascade, text, s, t_emb, t_probs, t_part, rs, w)
-                per_query[s + suffix] = per_query_metrics(ranked, t_prod.tolist())
+        per_query = _per_query(cascade, text, strategies, test, runs)
         subsets = {g: np.flatnonzero(groups == g) for g in sorted(set(groups))} | {"all": np.arange(len(groups))}
         table = {  # each strategy against itself without text: the intervals are of what the text adds
             g: {
@@ -123,12 +139,24 @@ def text_study(
             }
             for g, rows in subsets.items()
         }
+        used_by = {g: float(used[1][groups == g].mean()) for g in sorted(set(groups))}
+        for set_name, data in extra.items():
+            read = [OcrText(reads[p]["text"], reads[p]["seconds"]) for p in data[0]]
+            allowed = [r if ok else None for r, ok in zip(read, gate_allows(data[2]), strict=True)]
+            extra_runs = {"": (read, 0.0), "+text": (read, weight), "+text@gate": (allowed, weight)}
+            scored = _per_query(cascade, text, strategies, data, extra_runs)
+            rows = np.arange(len(data[0]))
+            table[set_name] = {
+                s: subset_scores({s + x: scored[s + x] for x in runs}, rows, **(scoring | {"baseline": s}))
+                for s in strategies
+            }
+            used_by[set_name] = float(np.mean([text.query_vector(r) is not None for r in read]))
         out["encoders"][name] = {
             "encoder": text.encoder.name,
             "weight": weight,
             "val_R@1_by_weight": val_r1,
             "text_used_share": float(used[1].mean()),
-            "text_used_share_by_group": {g: float(used[1][groups == g].mean()) for g in sorted(set(groups))},
+            "text_used_share_by_group": used_by,
             "by_group": table,
         }
         log.info("text (%s): weight %.2f chosen on validation photos", name, weight)
