@@ -57,7 +57,9 @@ class SentenceEncoder:
         return None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True)
+        out = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
         return np.asarray(out, dtype=np.float32)
 
 
