@@ -150,8 +150,10 @@ def test_evaluate_reports_query_types(typed_run: Path, tmp_path: Path) -> None:
         "text_study.weights=[0.0,0.5]",
         "~text_study.encoders.minilm",
     )
-    out = next(iter(sorted((typed_run / "evaluations").glob("catalog_trained_*"))))
     import json
+
+    # the newest: the copied smoke run may hold other tests' evaluations
+    out = max((typed_run / "evaluations").glob("catalog_trained_*"), key=lambda p: p.stat().st_mtime)
 
     report = json.loads((out / "report.json").read_text())
     study = report["query_types"]
