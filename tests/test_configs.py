@@ -83,3 +83,17 @@ def test_embed_config_places_shards_in_the_run() -> None:
     assert resolved["out"] == "/runs/r1/catalog_shards/catalog_generic"
     assert resolved["trainer"]["use_distributed_sampler"] is False  # shards are dealt by the task
     assert resolved["generic_embedder"]["backbone"]["name"] == "tf_efficientnet_lite0"
+
+
+@pytest.mark.parametrize("option", _options("text"))
+def test_every_text_option_builds_its_encoder(option: str) -> None:
+    """search.py / serve.py text=...: each option's encoder instantiates with exactly its own arguments."""
+    from snapsearch.search.config import text_options
+
+    options = text_options(_compose([f"text={option}"], config_name="search").text)
+    if option == "none":
+        assert options is None
+    else:
+        assert options is not None and 0.0 <= options.weight <= 1.0
+        options.encoder.fit(["Arla Standard Milk", "Oatly Oat Milk"])
+        assert options.encoder.encode(["oat milk"]).shape[0] == 1
