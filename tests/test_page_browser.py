@@ -136,7 +136,8 @@ def test_photo_search_renders_results(
     assert strategy in page.text_content("#route")
     assert page.text_content("#route .query-type") == answer["query_type"]  # the detected query type
     if answer["route"]["fallback_to_global"]:
-        assert "global search (fallback)" in page.text_content("#route")
+        shown = "global search" if strategy == "global" else "global search (fallback)"
+        assert shown in page.text_content("#route")
     assert "total" in page.text_content("#timings")
     assert page.is_visible("#no-match") == answer["rejected"]
     assert page.is_hidden("#error")

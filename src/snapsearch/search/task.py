@@ -50,7 +50,8 @@ def render(result: SearchResult, image: Path, console: Console) -> None:
         cats = ", ".join(f"{c.category} {100 * c.probability:.1f}%" for c in result.categories)
         console.print(f"top categories: {cats}")
     route = result.route
-    where = "global search (fallback)" if route.fallback_to_global else ", ".join(route.partitions)
+    whole = "global search" if route.strategy == "global" else "global search (fallback)"
+    where = whole if route.fallback_to_global else ", ".join(route.partitions)
     console.print(f"route: {route.strategy} -> {where}")
     console.print("timings: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items()))
 

@@ -73,7 +73,7 @@ async function fetchJson(url, options) {
 async function loadInfo() {
   try {
     const info = await fetchJson("/info");
-    fillStrategies(info.strategies, info.default_strategy);
+    fillStrategies(info.strategies, info.default_strategy, info.query_types);
     if (info.k_max) els.k.max = String(info.k_max);
     els.catalogInfo.textContent =
       `${info.name} · ${info.n_products.toLocaleString()} products · ${info.runtime}`;
@@ -82,15 +82,21 @@ async function loadInfo() {
   }
 }
 
-function fillStrategies(strategies, defaultStrategy) {
-  els.strategy.replaceChildren(
-    ...strategies.map((name) => {
-      const option = el("option", "", name);
-      option.value = name;
-      option.selected = name === defaultStrategy;
-      return option;
-    })
-  );
+// With a query-type head, "auto" (no strategy sent) lets each query's detected type choose its route.
+function fillStrategies(strategies, defaultStrategy, queryTypes) {
+  const options = strategies.map((name) => {
+    const option = el("option", "", name);
+    option.value = name;
+    option.selected = !queryTypes && name === defaultStrategy;
+    return option;
+  });
+  if (queryTypes) {
+    const auto = el("option", "", `auto (by query type; photos: ${defaultStrategy})`);
+    auto.value = "";
+    auto.selected = true;
+    options.unshift(auto);
+  }
+  els.strategy.replaceChildren(...options);
 }
 
 // ---------- searching ----------
@@ -126,7 +132,8 @@ async function search() {
   hideError();
   setState("searching");
 
-  const params = new URLSearchParams({ k: els.k.value, strategy: els.strategy.value });
+  const params = new URLSearchParams({ k: els.k.value });
+  if (els.strategy.value) params.set("strategy", els.strategy.value);
   const form = new FormData();
   form.append("image", currentFile, currentFile.name);
   try {
@@ -230,7 +237,8 @@ function renderRoute(route, answer) {
   const strategy = el("span", "route-strategy", route.strategy);
   let where;
   if (route.fallback_to_global) {
-    where = "global search (fallback)";
+    // the whole pool: by design for global search, a fallback for a gated strategy
+    where = route.strategy === "global" ? "global search" : "global search (fallback)";
   } else if (!route.partitions || route.partitions.length === 0) {
     where = "global search";
   } else {
