@@ -168,3 +168,19 @@ def test_evaluate_reports_query_types(typed_run: Path, tmp_path: Path) -> None:
     confusion = study["confusion"]
     assert sum(confusion["screenshot"].values()) == study["by_type"]["screenshot"]["n_queries"]
     assert "## Query types" in (out / "report.md").read_text()
+
+
+def test_head_travels_in_the_bundle(typed_run: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_entry
+
+    bundle = tmp_path / "bundle"
+    run_entry("export.py", tmp_path, f"run_dir={typed_run}", f"output={bundle}", "verify.n_images=8")
+    assert sorted(p.name for p in (bundle / "query_type").iterdir()) == ["head.json", "head.npz"]  # not its views
+    from_bundle = Cascade.from_bundle(bundle, runtime="onnx")
+    from_run = Cascade.from_run(typed_run)
+    assert from_bundle.query_types is not None
+    m = run_manifest(typed_run)
+    photos = m[(m["domain"] == "query") & (m["split"] == "test")]["path"].head(4).tolist()
+    assert [r.query_type for r in from_bundle.search_batch(photos)] == [
+        r.query_type for r in from_run.search_batch(photos)
+    ]
