@@ -71,7 +71,7 @@ class Cascade:
         barcodes: read retail barcodes first; a code found in the catalog (products' ``gtin``) answers the
             query exactly, without the models (their time is then under ``barcode``, not ``decode``).
         query_types: the head that tells shop photos, catalog-like images and screenshots apart (from the
-            embedding); None treats every query as a photo.
+            gate's pooled features); None treats every query as a photo.
         type_routes: query type -> strategy, for requests that name none (e.g. ``{screenshot: global}``);
             a type without a route takes ``default_strategy``.
         text: OCR + text encoder + fusion: the words on the pack re-score the route's candidates.
