@@ -131,6 +131,7 @@ def test_head_of_another_gate_is_refused(typed_run: Path) -> None:
         )
 
 
+@pytest.mark.slow  # ~60 s: a whole evaluation or export; CI runs it (pytest -m slow)
 def test_evaluate_reports_query_types(typed_run: Path, tmp_path: Path) -> None:
     from tests.conftest import run_entry
 
@@ -170,6 +171,7 @@ def test_evaluate_reports_query_types(typed_run: Path, tmp_path: Path) -> None:
     assert "## Query types" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # ~60 s: a whole evaluation or export; CI runs it (pytest -m slow)
 def test_head_travels_in_the_bundle(typed_run: Path, tmp_path: Path) -> None:
     from tests.conftest import run_entry
 

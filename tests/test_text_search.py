@@ -102,6 +102,7 @@ def test_cascade_reports_what_it_read(smoke_run: Path, tmp_path: Path) -> None:
     assert plain.text is not None and not plain.text.used  # nothing read: the visual ranking stands
 
 
+@pytest.mark.slow  # ~60 s: a whole evaluation or export; CI runs it (pytest -m slow)
 def test_evaluate_reports_text_with_and_without(smoke_run: Path, tmp_path: Path) -> None:
     import json
 
