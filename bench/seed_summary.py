@@ -58,8 +58,9 @@ def summarise(paths: list[Path]) -> dict[str, Any]:
 def _seed(report: dict[str, Any]) -> int | None:
     from omegaconf import OmegaConf
 
-    config = Path(report["source"]) / "config.yaml"
-    return int(OmegaConf.load(config).seed) if config.is_file() else None
+    source = Path(report["source"])  # a run directory (config.yaml) or a bundle (source_config.yaml)
+    config = next((c for c in (source / "config.yaml", source / "source_config.yaml") if c.is_file()), None)
+    return None if config is None else int(OmegaConf.load(config).seed)
 
 
 def main() -> None:
