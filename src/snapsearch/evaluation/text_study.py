@@ -41,6 +41,14 @@ def read_all(paths: Sequence[str], reader: OcrReader, cache: Path, max_pixels: i
     return known
 
 
+def _vector(text: TextSearch, read: OcrText) -> np.ndarray | None:
+    """The read text's vector, encoded once per text and encoder: every weight and strategy reuses it."""
+    cache = text.__dict__.setdefault("_study_vectors", {})
+    if read.text not in cache:
+        cache[read.text] = text.query_vector(read)
+    return cache[read.text]
+
+
 def _ranked(
     cascade: Cascade, text: TextSearch, strategy: str, emb, probs, part, reads: list[OcrText | None], w: float
 ) -> list[list[int]]:
@@ -48,7 +56,7 @@ def _ranked(
     rankings, _ = cascade.rank(emb, probs, text.depth, strategy, true_partition=part)
     out = []
     for ranking, read in zip(rankings, reads, strict=True):
-        query = None if read is None or w == 0 else text.query_vector(read)
+        query = None if read is None or w == 0 else _vector(text, read)
         fused = ranking if query is None else text.fuse(ranking, query, text.depth, weight=w)
         out.append([int(p) for p in fused.products])
     return out
@@ -116,7 +124,7 @@ def text_study(
     for name, enc_cfg in cfg.encoders.items():
         text = TextSearch(reader, instantiate(enc_cfg), texts, weight=0.0, depth=cfg.depth, min_chars=cfg.min_chars)
         as_read = [[OcrText(reads[p]["text"], reads[p]["seconds"]) for p in paths] for paths in (val[0], test[0])]
-        used = [np.array([text.query_vector(r) is not None for r in rs]) for rs in as_read]
+        used = [np.array([_vector(text, r) is not None for r in rs]) for rs in as_read]
         # the weight: best validation R@1 of the selection strategy (ties: the smaller weight)
         v_emb, v_probs, v_part, v_prod = val[1:]
         val_r1 = {
@@ -150,7 +158,7 @@ def text_study(
                 s: subset_scores({s + x: scored[s + x] for x in runs}, rows, **(scoring | {"baseline": s}))
                 for s in strategies
             }
-            used_by[set_name] = float(np.mean([text.query_vector(r) is not None for r in read]))
+            used_by[set_name] = float(np.mean([_vector(text, r) is not None for r in read]))
         out["encoders"][name] = {
             "encoder": text.encoder.name,
             "weight": weight,
