@@ -15,13 +15,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from snapsearch.data.augment import (
-    AugmentConfigError,
-    BackgroundClutter,
-    SpecularGlare,
-    build_augment,
-    build_train_transform,
-)
+from snapsearch.data.augment import AugmentConfigError, build_augment, build_train_transform
+from snapsearch.data.transforms import BackgroundClutter, SpecularGlare
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.utils.resolvers import register_resolvers
 

@@ -61,19 +61,44 @@ def test_split_is_stratified_fixed_and_keeps_every_category_routable(manifest: p
     assert 15 <= len(unseen) <= 27  # a third at most; single-product categories cannot give one up
 
 
-def test_no_held_out_product_reaches_training_selection_or_calibration(grocery: Path) -> None:
-    cfg = _train_config(grocery)
+@pytest.mark.parametrize("mode", ["all", "photos"])
+def test_no_held_out_product_reaches_training_selection_or_calibration(grocery: Path, mode: str) -> None:
+    """mode=all: nothing of a held-out product is trained, selected or calibrated on; mode=photos: only its
+    catalog images are (a shop's new product), never a photo of it, nor any validation or test photo as a
+    composite's background."""
+    cfg = _train_config(grocery, f"data.unseen_products.mode={mode}")
     dm = SnapDataModule(cfg.data, cfg.augment, cfg.seed)
     unseen = set(dm.labels.unseen_products)
     assert unseen and unseen <= set(dm.labels.products)  # they keep their index: evaluation scores them
-    for name in ("train", "val", "test", "catalog"):  # training, selection (val + its catalog pool), testing
+    assert dm.labels.unseen_mode == mode
+    full = load_manifest(cfg.data)
+    assert sorted(unseen) == choose_unseen_products(full, 2, FRACTION, seed=0)  # the same products in either mode
+    for name in ("val", "test"):  # selection and testing: never a held-out product's photo
         assert not set(dm.frame(name)["product_id"]) & unseen, name
+    train, catalog = dm.frame("train"), dm.frame("catalog")
+    assert not set(train.loc[train["domain"] == "query", "product_id"]) & unseen  # never their photos
+    trained_catalog = set(train.loc[train["domain"] == "catalog", "product_id"]) & unseen
+    assert trained_catalog == (unseen if mode == "photos" else set())  # their packshots: in photos mode only
+    assert (set(catalog["product_id"]) & unseen) == trained_catalog  # the validation pool likewise
     # the loaders the stages train on: the gate's, and the M-per-product one of the embedder / multitask
     dm.attach_preprocess(Preprocess(32, 36, "bilinear", (0.5,) * 3, (0.5,) * 3))
-    trained = set(dm.train_dataloader().dataset.products) | set(dm.embedder_train_dataloader(4, 2).dataset.products)
-    assert not trained & {dm.labels.products.index(p) for p in unseen}
+    held = {dm.labels.products.index(p) for p in unseen}
+    for loader in (dm.train_dataloader(), dm.embedder_train_dataloader(4, 2)):
+        ds = loader.dataset
+        photo_products = {int(p) for p, d in zip(ds.products, ds.domains, strict=True) if d == "query"}
+        assert not photo_products & held
+        assert ({int(p) for p in ds.products} & held) == (held if mode == "photos" else set())
+    # composites' backgrounds: training-split photos of products the run may see, nothing else
+    scenes = dm.scene_photos()
+    assert (
+        scenes is not None
+        and len(scenes)
+        == ((full["domain"] == "query") & (full["split"] == "train")).sum()
+        - (full["product_id"].isin(unseen) & (full["domain"] == "query") & (full["split"] == "train")).sum()
+    )
+    allowed = set(full.loc[(full["domain"] == "query") & (full["split"] == "train"), "path"])
+    assert set(scenes.paths) <= allowed and not held & set(scenes.products.tolist())
 
-    full = load_manifest(cfg.data)
     assert not set(calibration_photos(full, dm.labels)["product_id"]) & unseen  # conformal sets
     queries, pool, calib = answerable(full, "catalog", dm.labels)
     assert not set(calib["product_id"]) & unseen  # rejection thresholds

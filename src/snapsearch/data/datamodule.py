@@ -18,7 +18,8 @@ from snapsearch.data.draws import ResumableLoader, SeededDraws
 from snapsearch.data.manifest import ManifestError, category_at
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
-from snapsearch.data.unseen import choose_unseen_products
+from snapsearch.data.transforms import ScenePhotos
+from snapsearch.data.unseen import choose_unseen_products, held_out_rows
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 class SnapDataModule(pl.LightningDataModule):
     """Splits (DESIGN.md §3): train = ``split == train`` photos plus catalog images (``train_domains``);
     val / test = the query photos of those splits; ``catalog`` = every catalog image (the search pool). All of
-    them without the unseen products (``data.unseen_products``), which only evaluation sees."""
+    them without what the unseen-products protocol holds out (``data.unseen_products``): every row of those
+    products (``mode=all``) or their photos alone (``mode=photos``); only evaluation sees it."""
 
     def __init__(self, data_cfg: DictConfig, augment_cfg: DictConfig, seed: int) -> None:
         super().__init__()
@@ -36,9 +38,9 @@ class SnapDataModule(pl.LightningDataModule):
         manifest = load_manifest(data_cfg)
         held = data_cfg.unseen_products
         unseen = choose_unseen_products(manifest, data_cfg.partition_depth, held.fraction, held.seed)
-        self.labels = LabelMaps.from_manifest(manifest, data_cfg.partition_depth, unseen)
-        # Nothing of an unseen product reaches training, selection (validation) or calibration.
-        self.manifest = manifest[~manifest["product_id"].isin(unseen)]
+        self.labels = LabelMaps.from_manifest(manifest, data_cfg.partition_depth, unseen, held.mode)
+        # Nothing held out reaches training, selection (validation) or calibration.
+        self.manifest = manifest[~held_out_rows(manifest, unseen, held.mode)]
         self.preprocess: Preprocess | None = None
         self._check_splits()
         self._report_gaps()
@@ -89,6 +91,21 @@ class SnapDataModule(pl.LightningDataModule):
             return df[df["domain"] == "catalog"]
         raise ValueError(f"unknown subset {name!r}; use train, val, test or catalog")
 
+    def scene_photos(self) -> ScenePhotos | None:
+        """The store photos catalog images may be composited into (``augment.scene_photos``; ``None`` for a
+        pipeline without them): the training split's photos only, never a validation or test photo, nor a
+        held-out product's."""
+        options = self.augment_cfg.get("scene_photos")
+        if options is None:
+            return None
+        return ScenePhotos.from_manifest(
+            self.frame("train"),
+            {p: i for i, p in enumerate(self.labels.products)},
+            side=int(options.side),
+            max_pixels=int(self.cfg.max_image_pixels),
+            cache_size=int(options.cache_size),
+        )
+
     def dataset(self, name: str, *, train_transform: bool = False) -> ManifestDataset:
         return self.dataset_from(self.frame(name), train_transform=train_transform)
 
@@ -96,7 +113,7 @@ class SnapDataModule(pl.LightningDataModule):
         if self.preprocess is None:
             raise RuntimeError("attach_preprocess(model contract) must be called before building datasets")
         transform = (
-            build_train_transform(self.augment_cfg, self.preprocess)
+            build_train_transform(self.augment_cfg, self.preprocess, scenes=self.scene_photos())
             if train_transform
             else self.preprocess.eval_transform()
         )

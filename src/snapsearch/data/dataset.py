@@ -34,6 +34,9 @@ class LabelMaps:
     product_category: list[int]  # partition class id of each product
     # products held out of training, selection and calibration (the unseen-products protocol)
     unseen_products: list[str] = field(default_factory=list)
+    # what of them is held out: "all" (they arrive after training) or "photos" (their catalog images and
+    # categories are trained on, their shopper photos are not: a shop's new products)
+    unseen_mode: str = "all"
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2))
@@ -44,7 +47,11 @@ class LabelMaps:
 
     @classmethod
     def from_manifest(
-        cls, df: pd.DataFrame, partition_depth: int, unseen_products: list[str] | None = None
+        cls,
+        df: pd.DataFrame,
+        partition_depth: int,
+        unseen_products: list[str] | None = None,
+        unseen_mode: str = "all",
     ) -> LabelMaps:
         """Categories and products in order of first appearance (the source's own order); unseen products
         keep their index (evaluation scores them) though no model trains on them."""
@@ -54,7 +61,7 @@ class LabelMaps:
         cat_index = {c: i for i, c in enumerate(categories)}
         first = df.assign(_part=part).drop_duplicates("product_id").set_index("product_id")["_part"]
         product_category = [cat_index[first[p]] for p in products]
-        return cls(partition_depth, categories, products, product_category, sorted(unseen_products or []))
+        return cls(partition_depth, categories, products, product_category, sorted(unseen_products or []), unseen_mode)
 
 
 class ManifestDataset(Dataset):
@@ -75,6 +82,7 @@ class ManifestDataset(Dataset):
         self.rows = frame.index.to_numpy()
         self.targets = category_at(frame["category"], labels.partition_depth).map(cat_index).to_numpy()
         self.products = frame["product_id"].map(prod_index).to_numpy()
+        self.domains = frame["domain"].tolist()  # catalog images are composited into scenes, photos are not
         self.transform = transform
         self.max_pixels = max_pixels
         self.draft_size = draft_size
@@ -94,7 +102,7 @@ class ManifestDataset(Dataset):
             log.warning("skipping unreadable image %s: %s", err.path, err.reason)
             return None
         return {
-            "image": self.transform(image=image)["image"],
+            "image": self.transform(image=image, domain=self.domains[i], product=int(self.products[i]))["image"],
             "label": int(self.targets[i]),
             "product": int(self.products[i]),
             "row": int(self.rows[i]),

@@ -24,6 +24,7 @@ from snapsearch.data.augment import build_augment
 from snapsearch.data.image_io import ImageReadError, read_rgb
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
+from snapsearch.data.transforms import ScenePhotos
 from snapsearch.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,14 @@ def main(cfg: DictConfig) -> Path:
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
     )
-    augment = build_augment(cfg.augment, contract.input_size, contract.resize_and_crop(), seed=cfg.seed)
-    paths = preview_paths(load_manifest(cfg.data), cfg.n_images)
+    manifest = load_manifest(cfg.data)
+    scenes = cfg.augment.get("scene_photos")
+    if scenes is not None:  # the composites are previewed in the training split's store photos, as trained
+        scenes = ScenePhotos.from_manifest(
+            manifest, {}, side=scenes.side, max_pixels=cfg.max_pixels, cache_size=scenes.cache_size
+        )
+    augment = build_augment(cfg.augment, contract.input_size, contract.resize_and_crop(), seed=cfg.seed, scenes=scenes)
+    paths = preview_paths(manifest, cfg.n_images)
     grid = make_preview_grid(paths, augment, cfg.n_augmented, cfg.seed, max_pixels=cfg.max_pixels)
     out = save_grid_png(grid, cfg.output)
     log.info("augmentation preview (%d images x %d versions): %s", len(paths), cfg.n_augmented, out)

@@ -43,3 +43,15 @@ def choose_unseen_products(manifest: pd.DataFrame, partition_depth: int, fractio
                 target -= 1
     log.info("unseen-products protocol: %d of %d products held out of training", len(unseen), len(products))
     return sorted(unseen)
+
+
+UNSEEN_MODES = ("all", "photos")
+
+
+def held_out_rows(manifest: pd.DataFrame, unseen: list[str], mode: str) -> pd.Series:
+    """The rows no model may train, select or calibrate on: every row of the held-out products
+    (``mode="all"``), or only their shopper photos (``mode="photos"``: their catalog images stay trainable)."""
+    if mode not in UNSEEN_MODES:
+        raise ValueError(f"data.unseen_products.mode={mode!r}; use one of {UNSEEN_MODES}")
+    held = manifest["product_id"].isin(unseen)
+    return held & (manifest["domain"] != "catalog") if mode == "photos" else held

@@ -90,7 +90,9 @@ def _save_figure(fig: plt.Figure, path: Path) -> np.ndarray:
 def _augment_preview(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers: list[Logger]) -> None:
     assert dm.preprocess is not None
     frame = dm.frame("catalog").head(PREVIEW_IMAGES)
-    augment = build_augment(cfg.augment, dm.preprocess.input_size, dm.preprocess.resize_and_crop())
+    augment = build_augment(
+        cfg.augment, dm.preprocess.input_size, dm.preprocess.resize_and_crop(), scenes=dm.scene_photos()
+    )
     grid = make_preview_grid(
         frame["path"].tolist(), augment, PREVIEW_AUGMENTED, cfg.seed, max_pixels=cfg.data.max_image_pixels
     )

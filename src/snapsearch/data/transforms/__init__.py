@@ -1,0 +1,8 @@
+"""Custom albumentations transforms that push catalog images towards the look of shopper photos."""
+
+from snapsearch.data.transforms.clutter import BackgroundClutter
+from snapsearch.data.transforms.composite import SceneComposite, ScenePhotos
+from snapsearch.data.transforms.glare import SpecularGlare
+from snapsearch.data.transforms.mask import PackshotMask
+
+__all__ = ["BackgroundClutter", "PackshotMask", "SceneComposite", "ScenePhotos", "SpecularGlare"]
