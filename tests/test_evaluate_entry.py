@@ -40,6 +40,10 @@ def test_evaluate_every_strategy(smoke_run: Path, tmp_path: Path) -> None:
     low, high = top1["intervals"]["metrics"]["R@1"]  # paired bootstrap 95% interval
     assert low <= top1["metrics"]["R@1"] <= high and high - low < 0.5
     assert report["strategies"]["global"]["intervals"]["relative"]["R@1"] == [0.0, 0.0]
+    boot = report["bootstrap"]  # the default unit: products, every photo of a drawn product together
+    assert boot["unit"] == "product" and boot["resamples"] > 0 and boot["n_queries"] == report["n_queries"]
+    assert 1 < boot["clusters"] <= report["n_products"] < report["n_queries"]  # products, not photos
+    assert f"paired bootstrap over products ({boot['clusters']} clusters" in (out / "report.md").read_text()
     assert report["classifier"]["top1"] == pytest.approx(top1["routed_right"], abs=1e-6)
     stages = report["latency"]["stages"]
     assert stages["top1/embed"]["p50_ms"] > 0 and stages["top1/classify"]["p50_ms"] > 0

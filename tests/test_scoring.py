@@ -21,7 +21,8 @@ def test_breakdown_by_products_per_partition() -> None:
     }
     per_query = {s: per_query_metrics(r, true_product.tolist(), ks=(1, 5), map_k=5) for s, r in ranked_by.items()}
     scoring = {"baseline": "global", "improvement_metrics": ("R@1",), "bootstrap_resamples": 0, "seed": 0}
-    out = partition_size_breakdown(item_partition, item_product, true_partition, per_query, **scoring)
+    scoring["bootstrap_unit"] = "product"
+    out = partition_size_breakdown(item_partition, item_product, true_partition, true_product, per_query, **scoring)
     assert set(out) == {"1", "2-5"}  # no partition has 6+ products
     assert out["1"]["n_queries"] == 2 and out["1"]["n_partitions"] == 1
     assert out["1"]["strategies"]["global"]["metrics"]["R@1"] == 0.5
@@ -35,13 +36,29 @@ def test_seen_and_unseen_products_are_scored_apart() -> None:
     ranked_by = {"global": [[1, 7], [7, 1], [1, 2], [3, 2]], "top1": [[7], [7], [2, 1], [3, 1]]}
     per_query = {s: per_query_metrics(r, true_product.tolist(), ks=(1,), map_k=5) for s, r in ranked_by.items()}
     scoring = {"baseline": "global", "improvement_metrics": ("R@1",), "bootstrap_resamples": 200, "seed": 0}
-    out = novelty_breakdown(true_product, [2, 3], per_query, **scoring)
+    out = novelty_breakdown(true_product, [2, 3], per_query, bootstrap_unit="photo", **scoring)
     assert out["seen"]["n_queries"] == 2 and out["seen"]["n_products"] == 1
     assert out["unseen"]["n_queries"] == 2 and out["unseen"]["n_products"] == 2
     assert out["unseen"]["strategies"]["global"]["metrics"]["R@1"] == 0.5
     assert out["unseen"]["strategies"]["top1"]["metrics"]["R@1"] == 1.0
     low, high = out["unseen"]["strategies"]["global"]["intervals"]["metrics"]["R@1"]
     assert 0.0 <= low <= 0.5 <= high <= 1.0
+    assert out["seen"]["strategies"]["global"]["intervals"]["metrics"]["R@1"] == [0.0, 1.0]  # 2 photos: 0 and 1
+
+
+def test_subsets_resample_their_own_products() -> None:
+    """The seen subset is one product (7) of two photos, one found by global search, one not: drawing
+    products always draws both photos (R@1 0.5 in every resample), drawing photos does not."""
+    true_product = np.array([7, 7, 2, 3])
+    ranked_by = {"global": [[1, 7], [7, 1], [1, 2], [3, 2]], "top1": [[7], [7], [2, 1], [3, 1]]}
+    per_query = {s: per_query_metrics(r, true_product.tolist(), ks=(1,), map_k=5) for s, r in ranked_by.items()}
+    scoring = {"baseline": "global", "improvement_metrics": ("R@1",), "bootstrap_resamples": 200, "seed": 0}
+    out = novelty_breakdown(true_product, [2, 3], per_query, bootstrap_unit="product", **scoring)
+    seen = out["seen"]["strategies"]
+    assert seen["global"]["intervals"]["metrics"]["R@1"] == [0.5, 0.5]
+    assert seen["top1"]["intervals"]["relative"]["R@1"] == [1.0, 1.0]  # 0.5 -> 1.0 in every resample
+    unseen = out["unseen"]["strategies"]["global"]["intervals"]["metrics"]["R@1"]  # products 2 (missed), 3 (found)
+    assert unseen[0] == 0.0 and unseen[1] == 1.0
 
 
 def test_full_mrr_is_not_cut_at_k() -> None:

@@ -23,6 +23,7 @@ def _row(report: dict[str, Any]) -> dict[str, Any]:
         "gate_top1": report["classifier"]["top1"],
         "gate_ece": report["classifier"]["ece"],
         "overhead_pct": report["latency"]["overhead_pct"],
+        "bootstrap_unit": report.get("bootstrap", {}).get("unit", "photo"),  # earlier reports: photos
         "strategies": {
             s: {
                 k: report["strategies"][s][k]

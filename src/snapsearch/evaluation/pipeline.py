@@ -25,6 +25,7 @@ from snapsearch.evaluation.scoring import (
     score_strategies,
 )
 from snapsearch.evaluation.studies import run_studies
+from snapsearch.evaluation.uncertainty import describe as describe_bootstrap
 from snapsearch.models.classifier_metrics import classifier_metrics
 from snapsearch.retrieval import GlobalSearch, Oracle, em_prior_correction
 from snapsearch.runtime.batch import BatchIO
@@ -115,6 +116,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         baseline=cfg.cascade.baseline,
         improvement_metrics=cfg.improvement_metrics,
         bootstrap_resamples=cfg.bootstrap.resamples,
+        bootstrap_unit=cfg.bootstrap.unit,
         seed=cfg.bootstrap.seed,
     )
     paths = queries.loc[q_out.rows, "path"].tolist()
@@ -123,6 +125,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "baseline": cfg.cascade.baseline,
         "improvement_metrics": cfg.improvement_metrics,
         "bootstrap_resamples": cfg.bootstrap.resamples,
+        "bootstrap_unit": cfg.bootstrap.unit,
         "seed": cfg.bootstrap.seed,
     }
     results: dict[str, Any] = {
@@ -134,6 +137,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "index": OmegaConf.to_container(cfg.index),
         "baseline": cfg.cascade.baseline,
         "improvement_metrics": list(cfg.improvement_metrics),
+        "bootstrap": describe_bootstrap(cfg.bootstrap.unit, cfg.bootstrap.resamples, q_prod),
         "n_queries": len(q_prod),
         "n_pool": cascade.index.n_items,
         "n_products": len(set(cascade.index.item_product.tolist())),
@@ -142,7 +146,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "classifier": classifier_metrics(probs, q_part),
         "per_category": recall1_per_category(labels.categories, q_part, q_prod, ranked_by),
         "by_partition_size": partition_size_breakdown(
-            cascade.index.item_partition, cascade.index.item_product, q_part, per_query, **subset_scoring
+            cascade.index.item_partition, cascade.index.item_product, q_part, q_prod, per_query, **subset_scoring
         ),
         "latency": serving_latency(
             cascade,

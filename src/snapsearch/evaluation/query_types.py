@@ -123,7 +123,9 @@ def query_type_study(
     for t in TYPES:
         rows = np.flatnonzero(true_type == t)
         if len(rows):
-            by_type[t] = {"n_products": int(np.unique(prod[rows]).size)} | subset_scores(per_query, rows, **scoring)
+            by_type[t] = {"n_products": int(np.unique(prod[rows]).size)} | subset_scores(
+                per_query, rows, products=prod, **scoring
+            )
     confusion = pd.crosstab(pd.Series(true_type, name="true"), pd.Series(detected, name="detected"))
     heads = ~np.isin(true_type, [BARCODE])
     out: dict[str, Any] = {

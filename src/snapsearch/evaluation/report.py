@@ -27,6 +27,22 @@ def _ci(scores: dict[str, Any], key: tuple[str, ...], fmt: str | None) -> str:
     return "[" + ", ".join(pct(v) if fmt is None else fmt.format(v) for v in node) + "]"
 
 
+def bootstrap_note(results: dict[str, Any]) -> str:
+    """Which unit the report's intervals resample (``results["bootstrap"]``, see ``uncertainty.describe``)."""
+    b = results["bootstrap"]
+    if not b["resamples"]:
+        return "No intervals (bootstrap.resamples=0)."
+    head = f"{100 * b['level']:.0f}% intervals, paired bootstrap over "
+    if b["unit"] == "product":
+        what = (
+            f"products ({b['clusters']} clusters: each resample draws products with replacement and keeps all "
+            "their photos; a subset resamples its own products)"
+        )
+    else:
+        what = f"photos ({b['n_queries']} queries, each resampled on its own)"
+    return f"{head}{what}, {b['resamples']} resamples, the same draw for every strategy."
+
+
 def strategy_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the main table: metrics, relative change vs the baseline, routing split."""
     header = [
@@ -78,6 +94,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"`{results['baseline']}`, avg. gain = mean relative gain in {', '.join(results['improvement_metrics'])})",
         "",
         markdown_table(header, rows),
+        "",
+        bootstrap_note(results),
         "",
         "Cascade recall@k = *routed right* (the true category was searched) x *found within* (recall@k among "
         "the queries routed right).",
@@ -168,15 +186,17 @@ def _compared_section(rows: list[dict[str, Any]] | None) -> list[str]:
     if not rows:
         return []
     names = [s for s in ("global", "top1", "fusion") if all(s in r["strategies"] for r in rows)]
+    units = [r.get("bootstrap_unit", "photo") for r in rows]
+    mixed = len(set(units)) > 1  # an earlier report's intervals may resample photos: say which row does what
     table = [
         [
-            f"`{r['source']}` ({r['embedder']}, {r['runtime']})",
+            f"`{r['source']}` ({r['embedder']}, {r['runtime']}" + (f"; intervals over {unit}s)" if mixed else ")"),
             f"{r['gate_top1']:.3f}",
             f"{r['gate_ece']:.3f}",
             *(with_interval(r["strategies"][s], "R@1") for s in names),
             f"{r['overhead_pct']:+.1f}%",
         ]
-        for r in rows
+        for r, unit in zip(rows, units, strict=True)
     ]
     return [
         "## Compared cascades (same queries)",
@@ -277,7 +297,9 @@ def _rejection_section(rejection: dict[str, Any] | None) -> list[str]:
 
 def print_table(results: dict[str, Any], console: Console | None = None) -> None:
     header, rows = strategy_table(results)
-    table = Table(title=f"snapsearch: {results['protocol']} ({results['n_queries']} queries)")
+    table = Table(
+        title=f"snapsearch: {results['protocol']} ({results['n_queries']} queries)", caption=bootstrap_note(results)
+    )
     for h in header:
         table.add_column(h, justify="left" if h == "strategy" else "right")
     for r in rows:

@@ -34,11 +34,13 @@ def score_strategies(
     baseline: str,
     improvement_metrics: Sequence[str],
     bootstrap_resamples: int,
+    bootstrap_unit: str,
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, list[list[int]]], PerQuery]:
     """Per run name (a strategy, or a strategy on corrected probabilities): its scores, with paired
-    bootstrap 95% intervals (``intervals``); its top-``k`` rankings; and every query's metric values
-    (what the breakdowns over subsets of the queries read).
+    bootstrap 95% intervals (``intervals``, resampling ``bootstrap_unit``: products or photos); its
+    top-``k`` rankings; and every query's metric values (what the breakdowns over subsets of the queries
+    read).
 
     ``runs[name] = (strategy name in the cascade, the gate's probabilities to route with)``. Each query is
     ranked ``mrr_depth`` products deep (at least ``k``) so that MRR is not cut at ``k`` (where, with one
@@ -72,7 +74,15 @@ def score_strategies(
         s["relative"] = relative_change(s["metrics"], base)
         s["average_improvement"] = average_improvement(s["metrics"], base, keys=tuple(improvement_metrics))
     if bootstrap_resamples > 0:
-        intervals = paired_bootstrap(per_query, baseline, improvement_metrics, resamples=bootstrap_resamples, seed=seed)
+        intervals = paired_bootstrap(
+            per_query,
+            baseline,
+            improvement_metrics,
+            products=true_product,
+            unit=bootstrap_unit,
+            resamples=bootstrap_resamples,
+            seed=seed,
+        )
         for name, s in scores.items():
             s["intervals"] = intervals[name]
     return scores, ranked_by, per_query
@@ -108,13 +118,16 @@ def subset_scores(
     per_query: PerQuery,
     rows: np.ndarray,
     *,
+    products: np.ndarray,
     baseline: str,
     improvement_metrics: Sequence[str],
     bootstrap_resamples: int,
+    bootstrap_unit: str,
     seed: int,
 ) -> dict[str, Any]:
     """Every strategy's metrics and average gain over the baseline within the queries ``rows``, with paired
-    bootstrap intervals over those queries."""
+    bootstrap intervals over those queries (``products``: every query's true product, the clusters of
+    ``bootstrap_unit="product"``; the same queries and order as ``per_query``)."""
     within = {s: {m: v[rows] for m, v in metrics.items()} for s, metrics in per_query.items()}
     means = {s: {m: float(v.mean()) for m, v in metrics.items()} for s, metrics in within.items()}
     keys = tuple(improvement_metrics)
@@ -123,7 +136,15 @@ def subset_scores(
         for s, m in means.items()
     }
     if bootstrap_resamples > 0:
-        intervals = paired_bootstrap(within, baseline, improvement_metrics, resamples=bootstrap_resamples, seed=seed)
+        intervals = paired_bootstrap(
+            within,
+            baseline,
+            improvement_metrics,
+            products=np.asarray(products)[rows],
+            unit=bootstrap_unit,
+            resamples=bootstrap_resamples,
+            seed=seed,
+        )
         for s, entry in strategies.items():
             entry["intervals"] = intervals[s]
     return {"n_queries": len(rows), "strategies": strategies}
@@ -133,6 +154,7 @@ def partition_size_breakdown(
     item_partition: np.ndarray,
     item_product: np.ndarray,
     true_partition: np.ndarray,
+    true_product: np.ndarray,
     per_query: PerQuery,
     **scoring: Any,
 ) -> dict[str, dict[str, Any]]:
@@ -147,7 +169,9 @@ def partition_size_breakdown(
         name, within = _band(low, high)
         rows = np.flatnonzero(within(size))
         if len(rows):
-            out[name] = {"n_partitions": int(within(n_products).sum())} | subset_scores(per_query, rows, **scoring)
+            out[name] = {"n_partitions": int(within(n_products).sum())} | subset_scores(
+                per_query, rows, products=true_product, **scoring
+            )
     return out
 
 
@@ -158,7 +182,8 @@ def novelty_breakdown(
     out of training, selection and calibration (``unseen``): how each strategy copes with catalog churn."""
     is_unseen = np.isin(true_product, np.asarray(list(unseen), dtype=np.int64))
     return {
-        name: {"n_products": int(np.unique(true_product[rows]).size)} | subset_scores(per_query, rows, **scoring)
+        name: {"n_products": int(np.unique(true_product[rows]).size)}
+        | subset_scores(per_query, rows, products=true_product, **scoring)
         for name, rows in (("seen", np.flatnonzero(~is_unseen)), ("unseen", np.flatnonzero(is_unseen)))
         if len(rows)
     }

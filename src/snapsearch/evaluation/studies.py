@@ -45,6 +45,7 @@ def run_studies(
         "baseline": cfg.cascade.baseline,
         "improvement_metrics": cfg.improvement_metrics,
         "bootstrap_resamples": cfg.bootstrap.resamples,
+        "bootstrap_unit": cfg.bootstrap.unit,
         "seed": cfg.bootstrap.seed,
     }
     needs_val = (cfg.rejection.enabled or cfg.text_study.enabled) and not calib.empty

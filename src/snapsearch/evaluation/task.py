@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.evaluation.pipeline import evaluate
 from snapsearch.evaluation.report import STRATEGY_COLUMNS
+from snapsearch.evaluation.uncertainty import check_unit
 from snapsearch.utils.atomic import ensure_writable_dir
 
 
@@ -52,6 +53,7 @@ def _log_wandb(cfg: DictConfig, results: dict[str, Any], out_dir: Path) -> None:
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     ensure_writable_dir(Path(cfg.paths.output_dir), "evaluation output folder")
+    check_unit(cfg.bootstrap.unit)  # refused before anything is embedded
     results = evaluate(cfg)
     _log_wandb(cfg, results, Path(cfg.paths.output_dir))
     return results

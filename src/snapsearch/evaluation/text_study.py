@@ -142,7 +142,9 @@ def text_study(
         subsets = {g: np.flatnonzero(groups == g) for g in sorted(set(groups))} | {"all": np.arange(len(groups))}
         table = {  # each strategy against itself without text: the intervals are of what the text adds
             g: {
-                s: subset_scores({s + x: per_query[s + x] for x in runs}, rows, **(scoring | {"baseline": s}))
+                s: subset_scores(
+                    {s + x: per_query[s + x] for x in runs}, rows, products=test[4], **(scoring | {"baseline": s})
+                )
                 for s in strategies
             }
             for g, rows in subsets.items()
@@ -155,7 +157,9 @@ def text_study(
             scored = _per_query(cascade, text, strategies, data, extra_runs)
             rows = np.arange(len(data[0]))
             table[set_name] = {
-                s: subset_scores({s + x: scored[s + x] for x in runs}, rows, **(scoring | {"baseline": s}))
+                s: subset_scores(
+                    {s + x: scored[s + x] for x in runs}, rows, products=data[4], **(scoring | {"baseline": s})
+                )
                 for s in strategies
             }
             used_by[set_name] = float(np.mean([_vector(text, r) is not None for r in read]))
