@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.data.augment import AugmentConfigError, build_augment, build_train_transform
-from snapsearch.data.transforms import BackgroundClutter, SpecularGlare
 from snapsearch.data.preprocess import Preprocess
+from snapsearch.data.transforms import BackgroundClutter, SpecularGlare
 from snapsearch.utils.resolvers import register_resolvers
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
