@@ -106,9 +106,14 @@ def test_query_type_stage_tells_fresh_screenshots_from_photos(typed_run: Path, t
     assert sum(r.query_type == "screenshot" for r in results) >= 5
     assert all(r.route.strategy == "global" for r in results if r.query_type == "screenshot")
     m = run_manifest(typed_run)
-    photos = m[(m["domain"] == "query") & (m["split"] == "test")]["path"].head(6).tolist()
+    # every test photo (90), as a rate: which few photos the tiny model mistypes changes with its weights,
+    # and those change between CPUs (kernels, threads). Six smoke runs (seeds, CPU kernels, threads) typed
+    # 90-92% of them `photo`, yet 4 of the first 6 in four of them. A head typing everything a screenshot
+    # (or a catalog image) scores 0.
+    photos = m[(m["domain"] == "query") & (m["split"] == "test")]["path"].tolist()
     found = cascade.search_batch(photos, k=3)
-    assert sum(r.query_type == "photo" for r in found) >= 5
+    photo_rate = sum(r.query_type == "photo" for r in found) / len(found)
+    assert len(found) >= 30 and photo_rate >= 0.7, (photo_rate, len(found))
     assert all(r.route.strategy == cascade.default_strategy for r in found if r.query_type == "photo")
     named = cascade.search(shots["path"].iloc[0], k=3, strategy="top1")  # a named strategy wins over the route
     assert named.route.strategy == "top1" and named.to_dict()["query_type"] in ("photo", "catalog", "screenshot")
