@@ -97,6 +97,16 @@ def _search_cli(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.parametrize(("script", "overrides"), [("search.py", ["image=missing.jpg"]), ("serve.py", [])])
+def test_search_and_serve_write_no_log_file(script: str, overrides: list[str], tmp_path: Path) -> None:
+    """Hydra's job logging is set up before the task refuses its missing source: the console only, no
+    ``<cwd>/search.log`` or ``serve.log`` (Hydra's default job logging opens one, empty, wherever it runs)."""
+    cmd = [sys.executable, str(ROOT / script), *overrides]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("[ERROR]"), proc.stderr[-2000:]  # the job's logging
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_search_cli_table_jsonl_and_errors(smoke_bundle: Path, query_photo: Path, tmp_path: Path) -> None:
     table = _search_cli(tmp_path, f"bundle={smoke_bundle}", f"image={query_photo}", "k=3")
     assert table.returncode == 0, table.stderr[-3000:]
@@ -113,6 +123,7 @@ def test_search_cli_table_jsonl_and_errors(smoke_bundle: Path, query_photo: Path
     assert len(lines[0]["products"]) == 4 and lines[0]["route"]["strategy"] == "fusion"
     assert "not an image" in lines[1]["error"]
     assert not list(tmp_path.glob("**/.hydra")), "a search writes no run folder"
+    assert not list(tmp_path.glob("*.log")), "nor a log file"
 
     # the user's errors: one line, exit status 2, no traceback
     for overrides, message in (
