@@ -3,6 +3,7 @@ bad request answered with a 4xx JSON error while the service keeps serving."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import threading
@@ -10,13 +11,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from snapsearch.search.cascade import Cascade
-from snapsearch.search.live import LiveCatalog
-from snapsearch.serve.app import create_app
+from snapsearch.search.live import CatalogChangeError, LiveCatalog, check_product_id
+from snapsearch.serve.app import MB, create_app
 
 MAX_UPLOAD_MB = 2
 
@@ -83,6 +85,78 @@ def test_bad_requests_get_a_4xx_json_error(client: TestClient, query_photo: Path
         assert response.status_code == status, (message, response.status_code, response.text)
         assert message in response.json()["detail"], (message, response.json())
     assert _search(client, photo, k=2)["products"]  # and it keeps serving
+
+
+BOUNDARY = "snapsearchboundary"
+
+
+def _post_chunked(client: TestClient, path: str, parts) -> httpx.Response:
+    """POST an async generator as the body (no Content-Length: chunked), lazily, to the app in-process.
+    (httpx's ASGI transport pulls a chunk only when the app reads one; TestClient reads the whole body first.)"""
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app), base_url="http://test") as c:
+            headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+            return await c.post(path, content=parts, headers=headers)
+
+    return asyncio.run(post())
+
+
+def _file_part(field: str, filename: str) -> bytes:
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+
+
+def test_chunked_upload_is_cut_at_the_body_limit(client: TestClient, query_photo: Path) -> None:
+    """A chunked body (no Content-Length) over the limit gets 413, and the stream is read no further than
+    the limit: the multipart parser, which spools files over 1 MB to disk, never sees more."""
+    cap = (MAX_UPLOAD_MB + 1) * MB  # the file limit and 1 MB for the form's other fields and framing
+    chunk = 64 * 1024
+    pulled = 0
+
+    async def body(payload: bytes, n_chunks: int):
+        nonlocal pulled
+        for part in (_file_part("image", "p.jpg"), *([payload] * n_chunks), f"\r\n--{BOUNDARY}--\r\n".encode()):
+            pulled += len(part)
+            yield part
+
+    r = _post_chunked(client, "/search", body(b"0" * chunk, 4 * cap // chunk))  # 4x the cap on offer
+    assert r.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in r.request.headers
+    assert r.status_code == 413 and "upload limit" in r.json()["detail"], r.text
+    assert pulled <= cap + chunk, pulled  # up to the chunk that crossed the cap, which was not passed on
+
+    pulled = 0  # a chunked photo under the limit is searched as usual
+    photo = query_photo.read_bytes()
+    ok = _post_chunked(client, "/search?k=2", body(photo, 1))
+    assert ok.status_code == 200 and len(ok.json()["products"]) == 2, ok.text
+
+
+def test_product_ids_and_image_counts_are_checked(
+    smoke_bundle: Path, client: TestClient, query_photo: Path, tmp_path: Path
+) -> None:
+    photo = query_photo.read_bytes()
+    category = _search(client, photo, k=1)["categories"][0]["category"]
+    for bad in ("../../evil", "a/b", "a..b", ".hidden", "-x", "caf\u00e9", "two words", "x" * 129):
+        r = client.post(
+            "/products", data={"product_id": bad, "category": category}, files=[("images", ("p.jpg", photo))]
+        )
+        assert r.status_code == 422 and "product_id" in r.json()["detail"], (bad, r.text)
+        with pytest.raises(CatalogChangeError, match="not allowed") as err:
+            check_product_id(bad)
+        assert err.value.status == 422
+    assert [check_product_id(ok) for ok in ("Sku_1.2-b", " 7up ", "A" * 128)] == ["Sku_1.2-b", "7up", "A" * 128]
+    live = LiveCatalog(Cascade.from_bundle(smoke_bundle, runtime="onnx"), tmp_path / "changes")
+    with pytest.raises(CatalogChangeError, match="not allowed"):  # every caller of the live catalog, not just HTTP
+        live.add("../../evil", "", category, [photo])
+    assert not (tmp_path / "changes").exists()
+
+    small = _jpeg(64, 64)
+    many = [("images", (f"{i}.jpg", small, "image/jpeg")) for i in range(11)]
+    r = client.post("/products", data={"product_id": "many", "category": category}, files=many)
+    assert r.status_code == 422 and "at most 10 images" in r.json()["detail"], r.text
+    assert client.get("/products/many").status_code == 404
 
 
 def test_live_catalog_add_remove_survive_a_restart(smoke_bundle: Path, query_photo: Path, tmp_path: Path) -> None:

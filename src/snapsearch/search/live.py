@@ -9,6 +9,7 @@ lock, so a concurrent search sees the catalog wholly before or wholly after a ch
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -25,6 +26,10 @@ from snapsearch.utils.atomic import atomic_save, atomic_save_arrays, atomic_writ
 
 CHANGES_FILE = "changes.json"
 FORMAT_VERSION = 1
+# A new product's id: 1 to 128 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit, and
+# no '..'. It goes into URLs (/products/{id}) and logs; no '/', no path tricks, no control characters.
+PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+PRODUCT_ID_RULE = "1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit, without '..'"
 
 
 class CatalogChangeError(ValueError):
@@ -33,6 +38,14 @@ class CatalogChangeError(ValueError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+def check_product_id(product_id: str) -> str:
+    """``product_id`` without surrounding blanks, or CatalogChangeError (422) when it breaks ``PRODUCT_ID``."""
+    product_id = product_id.strip()
+    if not PRODUCT_ID.fullmatch(product_id) or ".." in product_id:
+        raise CatalogChangeError(f"product_id {product_id[:140]!r} is not allowed: use {PRODUCT_ID_RULE}", 422)
+    return product_id
 
 
 class LiveCatalog:
@@ -73,9 +86,9 @@ class LiveCatalog:
 
     def add(self, product_id: str, name: str, category: str, images: Sequence[bytes]) -> Product:
         """Embed ``images`` (encoded files) and add them as a new product of ``category``."""
-        product_id, name = product_id.strip(), name.strip()
-        if not product_id or not images:
-            raise CatalogChangeError("a product needs a non-empty product_id and at least one image", 422)
+        product_id, name = check_product_id(product_id), name.strip()
+        if not images:
+            raise CatalogChangeError("a product needs at least one image", 422)
         partition = self.partition_of(category)
         self._check_new(product_id)
         embeddings = self.cascade.embed_images(images)

@@ -2,6 +2,9 @@
 browse, add and remove products, and the page at ``/``. OpenAPI docs at ``/docs``.
 
 Every error a client causes is a 4xx with ``{"detail": "<what is wrong>"}``; the service keeps serving.
+A request's body is capped before anything parses it (:class:`~snapsearch.serve.body_limit.BodyLimit`: 413,
+chunked bodies included, nothing past the cap read or spooled to disk), each uploaded file again on read,
+and ``POST /products`` takes at most ``max_images_per_product`` images and an id of ``PRODUCT_ID``'s alphabet.
 Handlers are plain functions: FastAPI runs them in its thread pool, and the cascade's lock keeps a catalog
 change from being seen half-applied.
 """
@@ -19,8 +22,9 @@ from fastapi.staticfiles import StaticFiles
 
 from snapsearch.data.image_io import ImageReadError
 from snapsearch.search.cascade import SearchError
-from snapsearch.search.live import CatalogChangeError, LiveCatalog
+from snapsearch.search.live import CatalogChangeError, LiveCatalog, check_product_id
 from snapsearch.search.products import Product
+from snapsearch.serve.body_limit import BodyLimit
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +59,21 @@ def _read_upload(upload: UploadFile | None, max_bytes: int, field: str) -> bytes
     return data
 
 
-def create_app(live: LiveCatalog, *, name: str, source: dict[str, Any], max_upload_mb: float) -> FastAPI:
-    """The service for ``live``'s cascade. ``source`` describes what it serves (for ``/info``)."""
+def create_app(
+    live: LiveCatalog,
+    *,
+    name: str,
+    source: dict[str, Any],
+    max_upload_mb: float,
+    max_images_per_product: int = 10,
+) -> FastAPI:
+    """The service for ``live``'s cascade. ``source`` describes what it serves (for ``/info``). Each uploaded
+    file may hold ``max_upload_mb``, a request's whole body 1 MB more (the form's other fields, its framing)."""
     cascade = live.cascade
     max_bytes = int(max_upload_mb * MB)
     app = FastAPI(title="snapsearch", summary="Snap a product, find it in the catalog", version=source["version"])
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        """Refuse a declared oversized body before reading it (uploads without a length are capped on read)."""
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_bytes + MB:
-            return JSONResponse({"detail": f"request body larger than the {max_upload_mb:g} MB limit"}, 413)
-        return await call_next(request)
+    detail = f"request body larger than the {max_upload_mb:g} MB upload limit"
+    app.add_middleware(BodyLimit, max_bytes=max_bytes + MB, detail=detail)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -145,6 +151,14 @@ def create_app(live: LiveCatalog, *, name: str, source: dict[str, Any], max_uplo
         images: Annotated[list[UploadFile], File(description="one or more catalog images")],
         name: Annotated[str, Form()] = "",
     ) -> dict[str, Any]:
+        try:
+            product_id = check_product_id(product_id)
+        except CatalogChangeError as err:
+            raise HTTPException(err.status, str(err)) from None
+        if len(images) > max_images_per_product:
+            raise HTTPException(
+                422, f"{len(images)} images sent; a product is added with at most {max_images_per_product} images"
+            )
         data = [_read_upload(im, max_bytes, "images") for im in images]
         try:
             added = live.add(product_id, name, category, data)

@@ -37,7 +37,13 @@ def build_app(cfg: DictConfig) -> FastAPI:
     log.info(
         "serving %s (%d products, %d catalog changes replayed)", source["path"], cascade.products.n_live, live.n_changes
     )
-    return create_app(live, name=cfg.name, source=source, max_upload_mb=cfg.max_upload_mb)
+    return create_app(
+        live,
+        name=cfg.name,
+        source=source,
+        max_upload_mb=cfg.max_upload_mb,
+        max_images_per_product=int(cfg.max_images_per_product),
+    )
 
 
 def run_serve(cfg: DictConfig) -> None:
