@@ -50,11 +50,16 @@ def test_evaluate_every_strategy(smoke_run: Path, tmp_path: Path) -> None:
     assert stages["global/classify"]["p50_ms"] == 0.0  # global search never runs the classifier
     assert "oracle/total" not in stages  # the oracle needs the truth: not a serving path
     rejection = report["rejection"]
-    assert rejection["held_out_products"] and set(rejection["strategies"]) == set(report["strategies"]) - {"oracle"}
+    held = rejection["held_out_products"]  # the smoke run has no unseen products: trained-on ones, said so
+    assert rejection["out_of_catalog"] == "products the models trained on"
+    assert held["val"] and held["test"] and not set(held["val"]) & set(held["test"])  # disjoint halves
+    assert set(rejection["strategies"]) == set(report["strategies"]) - {"oracle"}
     for r in rejection["strategies"].values():
         test = r["test"]
         assert test["n_in_catalog"] > 0 and test["n_out_of_catalog"] > 0
         assert 0.0 <= test["out_of_catalog_rejected"] <= 1.0 and 0.0 <= test["in_catalog_wrongly_rejected"] <= 1.0
+        low, high = test["intervals"]["auroc"]
+        assert low <= test["auroc"] <= high
     assert "Not in our catalog" in (out / "report.md").read_text()
 
 

@@ -1,37 +1,48 @@
-"""The rejection threshold and its measures on known answers."""
+"""The "not in our catalog" study's parts: the weighted AUROC its intervals resample, the disjoint halves of
+the out-of-catalog products, and the measures' product-clustered intervals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from snapsearch.evaluation.rejection import _measure, held_out_products, youden_threshold
-
-
-def test_youden_threshold_separates_separable_scores() -> None:
-    scores = np.array([0.91, 0.85, 0.72, 0.40, 0.31, 0.12])
-    in_catalog = np.array([True, True, True, False, False, False])
-    t = youden_threshold(scores, in_catalog)
-    assert 0.40 < t <= 0.72
-    m = _measure(scores, in_catalog, t)
-    assert m["out_of_catalog_rejected"] == 1.0 and m["in_catalog_wrongly_rejected"] == 0.0 and m["auroc"] == 1.0
+from snapsearch.evaluation.rejection import _measure, split_halves, weighted_auroc
 
 
-def test_youden_threshold_on_overlapping_scores() -> None:
-    # one in-catalog photo scores below two out-of-catalog ones: the best cut keeps 3 of 4, rejects 2 of 3
-    scores = np.array([0.9, 0.8, 0.7, 0.2, 0.6, 0.5, 0.1])
-    in_catalog = np.array([True, True, True, True, False, False, False])
-    t = youden_threshold(scores, in_catalog)
-    m = _measure(scores, in_catalog, t)
-    assert t == pytest.approx(0.7)
-    assert m["in_catalog_wrongly_rejected"] == pytest.approx(0.25) and m["out_of_catalog_rejected"] == 1.0
-    assert m["auroc"] == pytest.approx(10 / 12, rel=1e-6)  # 10 of the 12 (in, out) pairs are ordered right
+def test_weighted_auroc_is_the_auroc_and_weights_count_as_repeats() -> None:
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=200), 1)  # rounded: many ties
+    positive = rng.random(200) < 0.6
+    scores[positive] += 0.5
+    want = roc_auc_score(positive, scores)  # scikit-learn's exact AUROC (ties count half)
+    assert weighted_auroc(scores, positive, np.ones((1, 200)))[0] == pytest.approx(want, abs=1e-9)
+    counts = rng.integers(0, 3, size=200)
+    repeated = np.repeat(np.arange(200), counts)
+    want = roc_auc_score(positive[repeated], scores[repeated])
+    assert weighted_auroc(scores, positive, counts[None].astype(float))[0] == pytest.approx(want, abs=1e-9)
 
 
-def test_held_out_products_are_seeded_and_partial() -> None:
-    a, b = held_out_products(81, 0.33, seed=0), held_out_products(81, 0.33, seed=0)
-    np.testing.assert_array_equal(a, b)
-    assert len(a) == 27 and len(set(a.tolist())) == 27
-    assert len(held_out_products(2, 0.9, seed=1)) == 1
-    with pytest.raises(ValueError, match="holdout_fraction"):
-        held_out_products(10, 1.0, seed=0)
+def test_halves_are_disjoint_seeded_and_cover_the_products() -> None:
+    val, test = split_halves([3, 9, 4, 12, 7], seed=0)
+    assert not set(val) & set(test) and sorted([*val, *test]) == [3, 4, 7, 9, 12] and len(val) == 2
+    assert [a.tolist() for a in split_halves([3, 9, 4, 12, 7], seed=0)] == [val.tolist(), test.tolist()]
+    with pytest.raises(ValueError, match="at least two"):
+        split_halves([3], seed=0)
+
+
+def test_measures_and_their_product_intervals() -> None:
+    # 10 in-catalog products (scores high) and 10 out-of-catalog ones (low), 5 photos each; one product of
+    # each kind is on the wrong side of the threshold with all its photos
+    products = np.repeat(np.arange(20), 5)
+    in_catalog = products < 10
+    scores = np.where(in_catalog, 0.9, 0.1)
+    scores[products == 0] = 0.05
+    scores[products == 19] = 0.95
+    boot = {"unit": "product", "resamples": 500, "seed": 0}
+    out = _measure(scores, in_catalog, 0.5, products, boot)
+    assert out["out_of_catalog_rejected"] == pytest.approx(0.9) and out["in_catalog_wrongly_rejected"] == 0.1
+    low, high = out["intervals"]["out_of_catalog_rejected"]
+    assert low < 0.9 <= high and high - low > 0.15  # ten clusters: wide
+    photo = _measure(scores, in_catalog, 0.5, products, {**boot, "unit": "photo"})["intervals"]
+    assert photo["out_of_catalog_rejected"][1] - photo["out_of_catalog_rejected"][0] < high - low  # 50 photos: narrower

@@ -36,7 +36,10 @@ def test_seen_and_unseen_products_are_scored_apart() -> None:
     ranked_by = {"global": [[1, 7], [7, 1], [1, 2], [3, 2]], "top1": [[7], [7], [2, 1], [3, 1]]}
     per_query = {s: per_query_metrics(r, true_product.tolist(), ks=(1,), map_k=5) for s, r in ranked_by.items()}
     scoring = {"baseline": "global", "improvement_metrics": ("R@1",), "bootstrap_resamples": 200, "seed": 0}
-    out = novelty_breakdown(true_product, [2, 3], per_query, bootstrap_unit="photo", **scoring)
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])  # the gate: right, right, right, wrong
+    gate = {"probs": probs, "true_partition": np.array([0, 0, 1, 1])}
+    out = novelty_breakdown(true_product, [2, 3], per_query, bootstrap_unit="photo", **gate, **scoring)
+    assert out["seen"]["gate"]["top1"] == 1.0 and out["unseen"]["gate"]["top1"] == 0.5  # per group
     assert out["seen"]["n_queries"] == 2 and out["seen"]["n_products"] == 1
     assert out["unseen"]["n_queries"] == 2 and out["unseen"]["n_products"] == 2
     assert out["unseen"]["strategies"]["global"]["metrics"]["R@1"] == 0.5
@@ -53,7 +56,8 @@ def test_subsets_resample_their_own_products() -> None:
     ranked_by = {"global": [[1, 7], [7, 1], [1, 2], [3, 2]], "top1": [[7], [7], [2, 1], [3, 1]]}
     per_query = {s: per_query_metrics(r, true_product.tolist(), ks=(1,), map_k=5) for s, r in ranked_by.items()}
     scoring = {"baseline": "global", "improvement_metrics": ("R@1",), "bootstrap_resamples": 200, "seed": 0}
-    out = novelty_breakdown(true_product, [2, 3], per_query, bootstrap_unit="product", **scoring)
+    gate = {"probs": np.full((4, 2), 0.5), "true_partition": np.zeros(4, dtype=np.int64)}
+    out = novelty_breakdown(true_product, [2, 3], per_query, bootstrap_unit="product", **gate, **scoring)
     seen = out["seen"]["strategies"]
     assert seen["global"]["intervals"]["metrics"]["R@1"] == [0.5, 0.5]
     assert seen["top1"]["intervals"]["relative"]["R@1"] == [1.0, 1.0]  # 0.5 -> 1.0 in every resample

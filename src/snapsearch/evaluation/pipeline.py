@@ -160,7 +160,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if labels.unseen_products:  # the unseen-products protocol: seen and unseen scored apart
         unseen = [labels.products.index(p) for p in labels.unseen_products]
-        results["by_novelty"] = novelty_breakdown(q_prod, unseen, per_query, **subset_scoring)
+        results["unseen_mode"] = labels.unseen_mode
+        results["by_novelty"] = novelty_breakdown(
+            q_prod, unseen, per_query, probs=probs, true_partition=q_part, **subset_scoring
+        )
     results |= run_studies(
         cfg, cascade, manifest, labels, io, (queries, pool, calib), q_out, (q_emb, probs, q_part, q_prod)
     )

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from snapsearch.evaluation.uncertainty import paired_bootstrap
+from snapsearch.models.classifier_metrics import classifier_metrics
 from snapsearch.retrieval import (
     average_improvement,
     per_query_metrics,
@@ -176,13 +177,21 @@ def partition_size_breakdown(
 
 
 def novelty_breakdown(
-    true_product: np.ndarray, unseen: Sequence[int], per_query: PerQuery, **scoring: Any
+    true_product: np.ndarray,
+    unseen: Sequence[int],
+    per_query: PerQuery,
+    *,
+    probs: np.ndarray,
+    true_partition: np.ndarray,
+    **scoring: Any,
 ) -> dict[str, dict[str, Any]]:
-    """:func:`subset_scores` of the queries of products the models trained on (``seen``) and of those held
-    out of training, selection and calibration (``unseen``): how each strategy copes with catalog churn."""
+    """:func:`subset_scores` of the queries of products the models trained on (``seen``) and of those the
+    unseen-products protocol held out (``unseen``: fully, or their photos only), each with the gate's
+    accuracy and calibration on its photos: does the gate recognise a new product's category?"""
     is_unseen = np.isin(true_product, np.asarray(list(unseen), dtype=np.int64))
     return {
         name: {"n_products": int(np.unique(true_product[rows]).size)}
+        | {"gate": classifier_metrics(probs[rows], true_partition[rows])}
         | subset_scores(per_query, rows, products=true_product, **scoring)
         for name, rows in (("seen", np.flatnonzero(~is_unseen)), ("unseen", np.flatnonzero(is_unseen)))
         if len(rows)

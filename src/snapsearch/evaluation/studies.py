@@ -4,6 +4,7 @@ where it can."""
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from snapsearch.data.dataset import LabelMaps
 from snapsearch.evaluation.camera_faults import camera_faults_study
 from snapsearch.evaluation.growing_pool import growing_pool_figure, run_growing_pool
 from snapsearch.evaluation.query_types import query_type_study
-from snapsearch.evaluation.rejection import rejection_study
+from snapsearch.evaluation.rejection import Photos, rejection_study
 from snapsearch.evaluation.report import save_png
 from snapsearch.evaluation.text_study import text_study
 from snapsearch.runtime.batch import BatchIO, Outputs
@@ -51,16 +52,7 @@ def run_studies(
     needs_val = (cfg.rejection.enabled or cfg.text_study.enabled) and not calib.empty
     v_out = cascade.infer_frame(calib, labels, io, classify=True, what="validation photos") if needs_val else None
     if cfg.rejection.enabled and v_out is not None:
-        val = (v_out.embeddings, v_out.probs, label_indices(calib.loc[v_out.rows], labels)[1])
-        test = (q_out.embeddings, q_out.probs, label_indices(queries.loc[q_out.rows], labels)[1])
-        out["rejection"] = rejection_study(
-            cascade,
-            cascade.searchable(),
-            val,
-            test,
-            holdout_fraction=cfg.rejection.holdout_fraction,
-            seed=cfg.rejection.seed,
-        )
+        out["rejection"] = _rejection(cfg, cascade, manifest, labels, io, calib, v_out, queries.loc[q_out.rows], q_out)
     if cfg.camera_faults.enabled:
         faults = cfg.camera_faults
         out["camera_faults"] = camera_faults_study(
@@ -106,3 +98,27 @@ def _outputs_of(frame: pd.DataFrame, outputs: Outputs, labels: LabelMaps, picked
     part, prod = label_indices(frame.loc[rows], labels)
     assert outputs.probs is not None
     return frame.loc[rows, "path"].tolist(), outputs.embeddings[picked], outputs.probs[picked], part, prod
+
+
+def _rejection(cfg, cascade, manifest, labels, io, calib, v_out, queries, q_out) -> dict[str, Any]:
+    """The "not in our catalog" study: out of the pool go the run's fully unseen products when it has them
+    (their validation photos, which calibration never sees, choose the thresholds for one half of them), else a
+    seeded share of the products the models trained on."""
+    fully_unseen = labels.unseen_products if labels.unseen_mode == "all" else []
+    val = Photos(v_out.embeddings, v_out.probs, label_indices(calib.loc[v_out.rows], labels)[1])
+    if fully_unseen:
+        photos = manifest[(manifest["domain"] == "query") & (manifest["split"] == "val")]
+        photos = photos[photos["product_id"].isin(fully_unseen)]
+        u_out = cascade.infer_frame(photos, labels, io, classify=True, what="held-out products' validation photos")
+        held = Photos(u_out.embeddings, u_out.probs, label_indices(photos.loc[u_out.rows], labels)[1])
+        val = Photos(*(np.concatenate([a, b]) for a, b in zip(astuple(val), astuple(held), strict=True)))
+    return rejection_study(
+        cascade,
+        cascade.searchable(),
+        val,
+        Photos(q_out.embeddings, q_out.probs, label_indices(queries, labels)[1]),
+        unseen=[labels.products.index(p) for p in fully_unseen],
+        holdout_fraction=cfg.rejection.holdout_fraction,
+        seed=cfg.rejection.seed,
+        bootstrap={"unit": cfg.bootstrap.unit, "resamples": cfg.bootstrap.resamples, "seed": cfg.bootstrap.seed},
+    )
