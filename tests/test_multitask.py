@@ -25,9 +25,10 @@ from .conftest import run_entry, run_train
 @pytest.fixture(scope="module")
 def multitask_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("multitask")
-    # a quarter of the products held out too: the unseen-products protocol end to end, at no extra training
-    unseen = "data.unseen_products.fraction=0.25"
-    run_train(tmp, "experiment=smoke", "stages=[multitask]", "logger=csv", unseen, f"run_dir={tmp / 'run'}")
+    # a quarter of the products without shopper photos (their catalog images composited into store photos): the
+    # unseen-products protocol in a shop's mode, end to end, at no extra training
+    unseen = ("data.unseen_products.fraction=0.25", "data.unseen_products.mode=photos")
+    run_train(tmp, "experiment=smoke", "stages=[multitask]", "logger=csv", *unseen, f"run_dir={tmp / 'run'}")
     return tmp / "run"
 
 
@@ -118,3 +119,4 @@ def test_search_and_evaluate_use_it_with_no_special_case(multitask_run: Path, mu
     assert novelty["unseen"]["n_products"] == len(unseen) > 0
     assert novelty["seen"]["n_queries"] + novelty["unseen"]["n_queries"] == report["n_queries"]
     assert "intervals" in novelty["unseen"]["strategies"]["global"]
+    assert report["unseen_mode"] == "photos" and 0.0 <= novelty["unseen"]["gate"]["top1"] <= 1.0
