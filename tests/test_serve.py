@@ -188,8 +188,9 @@ def test_live_catalog_add_remove_survive_a_restart(smoke_bundle: Path, query_pho
     again = _client(smoke_bundle, changes)
     assert again.get("/products/house-brand-1").status_code == 404
     assert again.get("/info").json()["n_products"] == n_before
-    assert json.loads((changes / "changes.json").read_text())["events"][-1] == {
+    assert json.loads((changes / "changes.jsonl").read_text().splitlines()[-1]) == {
         "op": "remove",
+        "seq": 1,
         "product_id": "house-brand-1",
     }
 

@@ -200,11 +200,14 @@ class Cascade:
         codes = [next(iter(read_codes(rgb)), None) for rgb in rgbs] if self.barcodes else [None] * len(rgbs)
         barcode_s = time.perf_counter() - tb
         exact: list[int | None] = [None] * len(images)
-        if any(codes):
-            with self.lock:  # the live catalog may be changing its products
-                exact = [self.products.by_gtin(c.gtin) if c is not None else None for c in codes]
-        todo = [i for i, position in enumerate(exact) if position is None]  # the photos that need the models
         results: list[SearchResult | None] = [None] * len(images)
+        if any(codes):
+            with self.lock:  # one read: a removal cannot slip between the lookup and the answer
+                exact = [self.products.by_gtin(c.gtin) if c is not None else None for c in codes]
+                for i, position in enumerate(exact):
+                    if position is not None:
+                        results[i] = barcode_answer(self.products, position)
+        todo = [i for i, position in enumerate(exact) if position is None]  # the photos that need the models
         classify_s = embed_s = ocr_s = 0.0
         t1 = time.perf_counter()
         if todo:
@@ -225,9 +228,6 @@ class Cascade:
                     for j, ranking, route in zip(mine, rankings, routes, strict=True):
                         ranking, text = self.with_text(ranking, reads[j], k)
                         results[todo[j]] = self.result(ranking, route, probs[j], name, types[j], text)
-            for i, position in enumerate(exact):
-                if position is not None:
-                    results[i] = barcode_answer(self.products, position)
         t3 = time.perf_counter()
         per = dict(zip(STAGES, (t1 - t0 - barcode_s, classify_s, embed_s, t3 - t2), strict=True))
         per |= ({"barcode": barcode_s} if self.barcodes else {}) | ({"ocr": ocr_s} if self.text else {})

@@ -1,31 +1,36 @@
 """A live catalog: products added and removed while the cascade serves, persisted beside its source.
 
-Every change is embedded first, then written (images, embeddings, then ``changes.json`` atomically, so a
-crash leaves at most unreferenced files), then applied to the index and product table under the cascade's
-lock, so a concurrent search sees the catalog wholly before or wholly after a change. A restart replays
-``changes.json`` onto the source's catalog. The source (a checksummed bundle) is never edited.
+Every change is embedded first, then written (images and embeddings, fsynced), then logged: one line
+appended to ``changes.jsonl`` and fsynced (:mod:`snapsearch.search.changelog`) before it is acknowledged,
+then applied to the index and product table under the cascade's lock, so a concurrent search sees the
+catalog wholly before or wholly after a change. A crash leaves at most unreferenced files and a torn last
+line (never acknowledged, dropped on start). A restart replays the log onto the source's catalog; the log
+is compacted to the changes that still matter once dead lines dominate it. The source (a checksummed
+bundle) is never edited.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 import threading
-from collections.abc import Sequence
-from dataclasses import asdict, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from snapsearch.retrieval.live_index import Compaction, LiveIndex
 from snapsearch.retrieval.store import MutableVectorStore, mutable
 from snapsearch.search.cascade import Cascade
+from snapsearch.search.changelog import ChangeLog, fsync_dir
 from snapsearch.search.products import Product
 from snapsearch.search.text import product_text
-from snapsearch.utils.atomic import atomic_save, atomic_save_arrays, atomic_write_text
+from snapsearch.utils.atomic import atomic_save, atomic_save_arrays
 
-CHANGES_FILE = "changes.json"
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
 # A new product's id: 1 to 128 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit, and
 # no '..'. It goes into URLs (/products/{id}) and logs; no '/', no path tricks, no control characters.
 PRODUCT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -48,20 +53,49 @@ def check_product_id(product_id: str) -> str:
     return product_id
 
 
+@dataclass(frozen=True)
+class LiveOptions:
+    """When the live catalog compacts. The log: once ``compact_log_after`` of its lines are dead weight
+    (removals, and adds of products removed since) and they outnumber the lines kept, so each rewrite is
+    paid for by the lines it drops. The index: :class:`~snapsearch.retrieval.live_index.Compaction`."""
+
+    compact_log_after: int = 1000
+    index: Compaction = field(default_factory=Compaction)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> LiveOptions:
+        """From ``serve.yaml``'s ``live_catalog`` (``compact_log_after``, ``tombstone_share``, ``max_tombstones``)."""
+        cfg = dict(cfg or {})
+        index = Compaction(float(cfg.get("tombstone_share", 0.2)), int(cfg.get("max_tombstones", 1024)))
+        return cls(int(cfg.get("compact_log_after", 1000)), index)
+
+
 class LiveCatalog:
     """Adds and removes products of a :class:`Cascade` (whose index it turns into a :class:`LiveIndex`)."""
 
-    def __init__(self, cascade: Cascade, folder: str | Path) -> None:
+    def __init__(self, cascade: Cascade, folder: str | Path, options: LiveOptions | None = None) -> None:
         self.cascade = cascade
         self.folder = Path(folder)
+        self.options = options or LiveOptions()
         self.lock = threading.Lock()
         cascade.index = mutable(cascade.index)
+        if isinstance(cascade.index, LiveIndex):
+            cascade.index.compaction = self.options.index
         cascade.lock = self.lock
-        self._events: list[dict[str, Any]] = []
         self._write_lock = threading.Lock()  # one change at a time is embedded, written and applied
-        path = self.folder / CHANGES_FILE
-        if path.is_file():
-            self._replay(json.loads(path.read_text()), path)
+        self._added: dict[str, dict[str, Any]] = {}  # live-added products' add lines, in log order
+        self._kept_removes: dict[str, dict[str, Any]] = {}  # removals of the source's products
+        self._orphans: list[str] = []  # files of added products removed since: deleted after a compaction
+        products = np.asarray(self.index.item_product)
+        order = np.argsort(products, kind="stable")
+        keys, starts = np.unique(products[order], return_index=True)
+        self._items_of = dict(zip(keys.tolist(), np.split(order, starts[1:]), strict=True))  # position -> items
+        self.log = ChangeLog(self.folder, cascade.runtime.embedder_fingerprint)
+        for event in self.log.read():
+            add = event["op"] == "add"
+            embeddings = np.load(self.folder / event["embeddings"], allow_pickle=False)["embeddings"] if add else None
+            self._apply(event, embeddings)
+        self._maybe_compact_log()
 
     @property
     def index(self) -> MutableVectorStore:
@@ -69,7 +103,11 @@ class LiveCatalog:
 
     @property
     def n_changes(self) -> int:
-        return len(self._events)
+        """Changes in the log (after a compaction: those it kept)."""
+        return self.log.n_lines
+
+    def close(self) -> None:
+        self.log.close()
 
     # ------------------------------------------------------------------ changes
     def partition_of(self, category: str) -> int:
@@ -85,7 +123,7 @@ class LiveCatalog:
         )
 
     def add(self, product_id: str, name: str, category: str, images: Sequence[bytes]) -> Product:
-        """Embed ``images`` (encoded files) and add them as a new product of ``category``."""
+        """Embed ``images`` (encoded files) and add them as a new product of ``category``; durable on return."""
         product_id, name = check_product_id(product_id), name.strip()
         if not images:
             raise CatalogChangeError("a product needs at least one image", 422)
@@ -94,26 +132,37 @@ class LiveCatalog:
         embeddings = self.cascade.embed_images(images)
         with self._write_lock:
             self._check_new(product_id)
-            n = len(self._events)
+            n = self.log.next_seq
             files = [self._write_bytes(f"images/{n:06d}_{i}.img", data) for i, data in enumerate(images)]
             emb_file = f"embeddings/{n:06d}.npz"
             atomic_save_arrays(self.folder / emb_file, {"embeddings": embeddings})
+            for sub in ("images", "embeddings"):  # the files the log line names survive a crash before it
+                fsync_dir(self.folder / sub)
             # paths inside the folder are stored relative to it, so the folder can move with its source
             product = Product(product_id, name or product_id, category, partition, f"live/{n:06d}_0", files[0])
-            event = {"op": "add", "product": asdict(product), "images": files, "embeddings": emb_file}
-            self._persist([*self._events, event])
+            event = {"op": "add", "seq": n, "product": asdict(product), "images": files, "embeddings": emb_file}
+            self.log.append(event)
             self._apply(event, embeddings)
+            self._maybe_compact_log()
         return product
 
     def remove(self, product_id: str) -> Product:
+        """Remove a live product; durable on return."""
         with self._write_lock:
             if product_id not in self.cascade.products:
                 raise CatalogChangeError(f"no product {product_id!r} in the catalog", 404)
             product = self.cascade.products.get(product_id)
-            event = {"op": "remove", "product_id": product_id}
-            self._persist([*self._events, event])
+            event = {"op": "remove", "seq": self.log.next_seq, "product_id": product_id}
+            self.log.append(event)
             self._apply(event, None)
+            self._maybe_compact_log()
         return product
+
+    def compact_log(self) -> None:
+        """Rewrite the log to the changes that still matter (removals of source products, then the live
+        adds, in their order), atomically; then delete the files of the adds it dropped."""
+        with self._write_lock:
+            self._compact_log()
 
     # ------------------------------------------------------------------ internals
     def _check_new(self, product_id: str) -> None:
@@ -124,13 +173,19 @@ class LiveCatalog:
         atomic_save(self.folder / relative, lambda p: Path(p).write_bytes(data))
         return relative
 
-    def _persist(self, events: list[dict[str, Any]]) -> None:
-        state = {
-            "format_version": FORMAT_VERSION,
-            "embedder_fingerprint": self.cascade.runtime.embedder_fingerprint,
-            "events": events,
-        }
-        atomic_write_text(self.folder / CHANGES_FILE, json.dumps(state, indent=1))
+    def _maybe_compact_log(self) -> None:
+        kept = len(self._kept_removes) + len(self._added)
+        dead = self.log.n_lines - kept
+        if dead >= max(1, self.options.compact_log_after) and dead >= kept:
+            self._compact_log()
+
+    def _compact_log(self) -> None:
+        """:meth:`compact_log` with the write lock held."""
+        self.log.rewrite([*self._kept_removes.values(), *self._added.values()], self.log.next_seq)
+        for relative in self._orphans:  # only once the rewritten log no longer names them
+            (self.folder / relative).unlink(missing_ok=True)
+        self._orphans.clear()
+        log.info("compacted %s to %d changes", self.log.path, self.log.n_lines)
 
     def _apply(self, event: dict[str, Any], embeddings: np.ndarray | None) -> None:
         """Apply one change to the index and the product table, atomically for searches."""
@@ -144,22 +199,14 @@ class LiveCatalog:
                     self.cascade.text.add_product(product_text(product.name, product.description))
                 n = len(embeddings)  # type: ignore[arg-type]
                 meta = {key: np.full(n, product.image_id) for key in self.index.metadata}
-                self.index.add(embeddings, np.full(n, product.partition), np.full(n, position), meta)  # type: ignore[arg-type]
+                ids = self.index.add(embeddings, np.full(n, product.partition), np.full(n, position), meta)  # type: ignore[arg-type]
+                self._items_of[position] = np.asarray(ids)
+                self._added[product.product_id] = event
             else:
                 position = table.remove(event["product_id"])
-                self.index.remove(np.flatnonzero(self.index.item_product == position))
-            self._events.append(event)
-
-    def _replay(self, state: dict[str, Any], path: Path) -> None:
-        if state.get("format_version") != FORMAT_VERSION:
-            raise CatalogChangeError(f"{path}: unknown format {state.get('format_version')}", 500)
-        if state["embedder_fingerprint"] != self.cascade.runtime.embedder_fingerprint:
-            raise CatalogChangeError(
-                f"the catalog changes at {path.parent} were embedded by another embedder than this source's; "
-                "move that folder aside (its images are kept there) and add the products again",
-                500,
-            )
-        for event in state["events"]:
-            add = event["op"] == "add"
-            embeddings = np.load(self.folder / event["embeddings"], allow_pickle=False)["embeddings"] if add else None
-            self._apply(event, embeddings)
+                self.index.remove(self._items_of.pop(position, np.zeros(0, np.int64)))
+                added = self._added.pop(event["product_id"], None)
+                if added is None:
+                    self._kept_removes[event["product_id"]] = event
+                else:
+                    self._orphans += [*added["images"], added["embeddings"]]

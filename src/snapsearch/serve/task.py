@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 import snapsearch
 from snapsearch.search.config import cascade_from_config
-from snapsearch.search.live import LiveCatalog
+from snapsearch.search.live import LiveCatalog, LiveOptions
 from snapsearch.serve.app import create_app
 from snapsearch.utils.layout import BundleDir, RunDir
 
@@ -27,7 +27,7 @@ def build_app(cfg: DictConfig) -> FastAPI:
         changes = (
             BundleDir(Path(cfg.bundle)).catalog_changes if cfg.bundle else RunDir(Path(cfg.run_dir)).catalog_changes
         )
-    live = LiveCatalog(cascade, changes)
+    live = LiveCatalog(cascade, changes, LiveOptions.from_config(cfg.get("live_catalog")))
     source = {
         "kind": "bundle" if cfg.bundle else "run_dir",
         "path": str(Path(cfg.bundle or cfg.run_dir).resolve()),
