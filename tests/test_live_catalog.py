@@ -214,3 +214,27 @@ def test_a_barcode_answer_is_read_in_one_lock_section(
     assert cascade.search(photo, k=5).query_type == "barcode"
     (_, lookup), (_, built) = seen
     assert lookup is not None and lookup == built  # one section held while both ran: no delete in between
+
+
+def test_a_failed_append_leaves_no_fragment_and_an_interrupted_conversion_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = changelog.ChangeLog(tmp_path, "fp")
+    log.append({"op": "remove", "seq": 0, "product_id": "a"})
+    whole = log.path.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", full_disk)
+        with pytest.raises(OSError, match="No space"):
+            log.append({"op": "remove", "seq": 1, "product_id": "b"})
+    assert log.path.read_bytes() == whole and log.n_lines == 1  # not acknowledged, not left behind
+    log.append({"op": "remove", "seq": 1, "product_id": "b"})
+    log.close()
+    # a crash after the converted log was written and before the old file was moved: the log wins
+    (tmp_path / OLD_FILE).write_text(json.dumps({"format_version": 1, "embedder_fingerprint": "fp", "events": []}))
+    again = changelog.ChangeLog(tmp_path, "fp")
+    assert [e["product_id"] for e in again.read()] == ["a", "b"] and again.next_seq == 2
+    assert not (tmp_path / OLD_FILE).exists() and (tmp_path / OLD_BACKUP).is_file()
