@@ -117,6 +117,10 @@ def test_evaluate_from_bundle_matches_eager(bundle: Path, smoke_run: Path, tmp_p
     onnx = _report(bundle.with_name(bundle.name + "-evaluations"))
     read_bundle(bundle)  # evaluating a bundle leaves it intact
     assert onnx["runtime"] == "onnx"
+    # the report records the validation choice; from the bundle, the very scores export recorded
+    recorded = read_bundle(bundle)["validation"]["R@1"]
+    assert onnx["validation_choice"]["R@1"] == pytest.approx({n: recorded[n] for n in ("global", "top1")})
+    assert onnx["validation_choice"]["default_strategy"] == eager["validation_choice"]["default_strategy"]
     for name in ("global", "top1"):
         for metric, value in eager["strategies"][name]["metrics"].items():
             assert onnx["strategies"][name]["metrics"][metric] == pytest.approx(value, abs=1e-3), (name, metric)

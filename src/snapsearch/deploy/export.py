@@ -259,6 +259,7 @@ def export_bundle(
     atol: float,
     extra_files: dict[str, Path],
     check: Callable[[Path], dict[str, Any]] | None = None,
+    serving: Callable[[Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Export the cascade's models of ``run_dir`` into ``out_dir``. ``batch_for[stage]``: real preprocessed
     images under that model's contract.
@@ -266,7 +267,9 @@ def export_bundle(
     Written in a temporary folder and renamed into place only when every export verified, so an
     interrupted or failed export leaves no half bundle that looks complete. ``check(folder)`` runs on the
     complete, unpublished bundle (raise ExportError to refuse it); what it returns is recorded in
-    bundle.json under ``search_parity``.
+    bundle.json under ``search_parity``. ``serving(folder)`` then calibrates what a service would otherwise
+    calibrate at every start (the default strategy, conformal and rejection thresholds); its keys join
+    bundle.json (:class:`snapsearch.search.calibration.ServingRecord` reads them).
     """
     run = RunDir(run_dir)
     options = {"formats": formats, "opset": opset, "quantize_int8": quantize_int8, "atol": atol}
@@ -294,5 +297,8 @@ def export_bundle(
         (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))
         if check is not None:
             meta["search_parity"] = check(tmp)
+        if serving is not None:
+            meta |= serving(tmp)
+        if check is not None or serving is not None:
             (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2))  # bundle.json is not checksummed
     return meta

@@ -15,6 +15,7 @@ from snapsearch.data.dataset import LabelMaps, ManifestDataset
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
 from snapsearch.deploy.export import ExportError, export_bundle
+from snapsearch.deploy.serving import serving_calibration
 from snapsearch.models.artifact import META_FILE
 from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.factory import run_runtime
@@ -66,7 +67,8 @@ def search_parity(
     (embedded once), else one of up to ``n_catalog`` catalog images."""
 
     def check(folder: Path) -> dict[str, Any]:
-        options: dict[str, Any] = {"strategies": default_strategies(), "k_max": k}
+        # every strategy is named below: the default is only what the Cascade requires
+        options: dict[str, Any] = {"strategies": default_strategies(), "default_strategy": "global", "k_max": k}
         with tempfile.TemporaryDirectory() as tmp:
             if shipped_index is None:
                 pool = catalog_pool(manifest, labels)
@@ -148,8 +150,11 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
             atol=cfg.verify.atol,
             extra_files=extra,
             check=check if cfg.verify.search else None,
+            serving=serving_calibration(
+                cfg, run, manifest, labels, train_cfg.data.max_image_pixels, train_cfg.data.draft_decode
+            ),
         )
-    log.info("bundle written to %s", cfg.output)
+    log.info("bundle written to %s (default strategy %r)", cfg.output, meta.get("default_strategy"))
     for kind, m in meta["models"].items():
         for fmt, result in m["verification"].items():
             log.info("%-10s %-11s %s", kind, fmt, result)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.data.dataset import LabelMaps
@@ -30,8 +29,10 @@ from snapsearch.models.classifier_metrics import classifier_metrics
 from snapsearch.retrieval import GlobalSearch, Oracle, em_prior_correction
 from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.bundle import read_bundle
+from snapsearch.search.calibration import CHOSEN_BY, calibrate_and_score, choose_default
 from snapsearch.search.cascade import Cascade
-from snapsearch.search.catalog_index import IndexSpec, label_indices
+from snapsearch.search.catalog_index import label_indices
+from snapsearch.search.config import open_cascade as open_cascade_from_config
 from snapsearch.utils.layout import LABELS, MULTITASK_STAGES, BundleDir, RunDir, resolve_source
 
 log = logging.getLogger(__name__)
@@ -46,27 +47,17 @@ def open_cascade(cfg: DictConfig, source: Path, data_cfg: DictConfig, pool, out_
     options: dict[str, Any] = {
         "data": data_cfg,
         "pool": pool,
-        "index_path": cfg.index_path,
         "shards": cfg.catalog_shards,
-        "index": IndexSpec.from_config(OmegaConf.to_container(cfg.index)),
-        "strategies": {name: instantiate(c) for name, c in cfg.cascade.strategies.items()},
         "default_strategy": cfg.cascade.baseline,
-        "batch_size": cfg.batch_size,
-        "num_workers": cfg.num_workers,
         "overfetch": cfg.overfetch,
         "k_max": cfg.k,
-        "type_routes": dict(cfg.cascade.get("type_routes") or {}),
+        "rejection": {},  # the rejection study chooses its own thresholds
     }
     if cfg.bundle is not None:
         shipped = cfg.index_path is None and cfg.catalog_shards is None and BundleDir(source).index.is_dir()
         if shipped and cfg.protocol == "catalog":
             options["pool"] = None  # the bundle ships the catalog's index
-        cascade = Cascade.from_bundle(source, runtime=cfg.runtime, **options)
-    else:
-        generic = OmegaConf.to_container(cfg.generic_embedder)
-        cascade = Cascade.from_run(
-            source, embedder=cfg.embedder, generic_embedder=generic, device=cfg.device, **options
-        )
+    cascade = open_cascade_from_config(cfg, **options)
     if cfg.save_index and cfg.index_path is None and cascade.index.persistent:
         cascade.index.save(out_dir / "index")  # a Qdrant index saves a pointer to its collection
     return cascade
@@ -164,6 +155,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         results["by_novelty"] = novelty_breakdown(
             q_prod, unseen, per_query, probs=probs, true_partition=q_part, **subset_scoring
         )
+    if not calib.empty:  # what export.py would make this source's default: the best R@1 on validation photos
+        results["validation_choice"] = validation_choice(cascade, calib, labels, io)
     results |= run_studies(
         cfg, cascade, manifest, labels, io, (queries, pool, calib), q_out, (q_emb, probs, q_part, q_prod)
     )
@@ -175,6 +168,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     _figures(cfg, out_dir, cascade, queries.loc[q_rows, "path"].tolist(), probs, q_part, q_prod, ranked_by)
     print_table(results)
     return results
+
+
+def validation_choice(cascade: Cascade, photos, labels: LabelMaps, io: BatchIO) -> dict[str, Any]:
+    """Every searchable strategy's R@1/R@5 on the validation photos and the one with the best R@1 (never a
+    test result): the default a bundle of this source serves."""
+    _, scores, n_photos = calibrate_and_score(cascade, {}, photos, labels, io)
+    return {
+        "default_strategy": choose_default(scores),
+        "chosen_by": CHOSEN_BY,
+        "n_photos": n_photos,
+        "R@1": {n: s["R@1"] for n, s in scores.items()},
+        "R@5": {n: s["R@5"] for n, s in scores.items()},
+    }
 
 
 def _trained_stages(cfg: DictConfig, source: Path) -> tuple[str, ...]:

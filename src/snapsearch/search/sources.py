@@ -18,12 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.protocols import known_rows, without_unseen
 from snapsearch.data.sources import load_manifest
-from snapsearch.retrieval import Adaptive, Conformal, Fusion, GlobalSearch, Strategy, Top1, TopK
+from snapsearch.retrieval import Adaptive, Fusion, GlobalSearch, Strategy, Top1, TopK
 from snapsearch.retrieval.store import VectorStore, load_store
 from snapsearch.runtime.batch import BatchIO, run_inference
 from snapsearch.runtime.bundle import BundleError, read_bundle
 from snapsearch.runtime.factory import run_runtime
 from snapsearch.runtime.models import BundleRuntime, CascadeRuntime
+from snapsearch.search.calibration import ServingRecord, resolve_default, unfitted
 from snapsearch.search.catalog_index import IndexSpec, embed_pool, label_indices, shards_index
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
 from snapsearch.search.query_type import QueryTypeHead
@@ -66,7 +67,7 @@ def calibrate(
 ) -> dict[str, Strategy]:
     """Fit the unfitted conformal strategies on ``photos``; without photos they are dropped (logged)."""
     out = dict(strategies)
-    pending = [n for n, s in out.items() if isinstance(s, Conformal) and s.threshold is None]
+    pending = unfitted(out)
     if not pending:
         return out
     if photos is None or photos.empty:
@@ -149,7 +150,7 @@ def open_run(
     shards: str | Path | None = None,
     index: IndexSpec | None = None,
     strategies: Mapping[str, Strategy] | None = None,
-    default_strategy: str = "top1",
+    default_strategy: str | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     query_types: bool = True,
@@ -167,6 +168,8 @@ def open_run(
         index: how to build the index (faiss factory, metric); None means exact (Flat) cosine search.
         strategies: routing strategies by name; None means :func:`default_strategies`. Unfitted conformal
             strategies are calibrated on the run's validation photos.
+        default_strategy: the one a request that names none gets; None means ``top1`` (a run has no
+            validation choice: a bundle does).
         batch_size, num_workers: batched embedding of the pool and the calibration photos.
         query_types: use the source's query-type head (``stages=[..., query_type]``) when it has one.
         text: search with the words read from the photo too (None: images only).
@@ -190,7 +193,7 @@ def open_run(
         built,
         products,
         chosen,
-        default_strategy,
+        resolve_default(default_strategy, chosen, None),
         max_pixels=io.max_pixels,
         draft_decode=io.draft,
         pool_skipped=skipped,
@@ -209,7 +212,8 @@ def open_bundle(
     shards: str | Path | None = None,
     index: IndexSpec | None = None,
     strategies: Mapping[str, Strategy] | None = None,
-    default_strategy: str = "top1",
+    default_strategy: str | None = None,
+    rejection: Mapping[str, float] | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     query_types: bool = True,
@@ -220,8 +224,14 @@ def open_bundle(
 
     The product table is the bundle's ``products.json``; the index is ``index_path``, else the bundle's own
     (``include_index=true`` at export), else built from the catalog images of the bundle's source manifest
-    (``data`` overrides which manifest). Conformal strategies are calibrated when the manifest is readable.
-    Other arguments as in :func:`open_run`.
+    (``data`` overrides which manifest).
+
+    What the export calibrated is used as it is (:class:`~snapsearch.search.calibration.ServingRecord`):
+    ``strategies=None`` adds the bundle's calibrated conformal strategies to :func:`default_strategies`, an
+    unfitted conformal strategy takes the recorded threshold of its coverage, ``default_strategy=None`` is
+    the bundle's validation choice and ``rejection=None`` its rejection thresholds (``{}``: never reject).
+    Only what the bundle lacks (an older export, another coverage) is calibrated on the source's validation
+    photos, when its manifest is readable. Other arguments as in :func:`open_run`.
     """
     bundle = BundleDir(Path(bundle_dir))
     meta = read_bundle(bundle.root)  # integrity first: nothing below reads an unverified file
@@ -232,26 +242,42 @@ def open_bundle(
     models = BundleRuntime(bundle.root, runtime, meta)
     data_cfg = data if data is not None else OmegaConf.load(bundle.source_config).data
     io = _options(data_cfg, batch_size, num_workers)
+    record = ServingRecord.from_meta(meta)
+    wanted = dict(strategies) if strategies is not None else default_strategies()
+    if strategies is None and record is not None:
+        wanted |= record.strategies()
+    wanted = record.apply(wanted) if record is not None else wanted
+    if record is None and (unfitted(wanted) or default_strategy is None):
+        log.warning(
+            "bundle %s was exported before export.py recorded its calibration (default strategy, conformal "
+            "thresholds): calibrating at start on the validation photos, default %r. Re-export it "
+            "(python export.py run_dir=...) to start in about a second without the dataset",
+            bundle.root,
+            default_strategy or "top1",
+        )
     # the shipped index is a FAISS one: another backend (index=qdrant) is built from the catalog instead
     faiss = index is None or index.backend == "faiss"
     shipped = bundle.index if bundle.index.is_dir() and pool is None and shards is None and faiss else None
     manifest = None
-    if (index_path is None and shipped is None) or any(isinstance(s, Conformal) for s in (strategies or {}).values()):
+    if (index_path is None and shipped is None) or unfitted(wanted):
         manifest = load_manifest(data_cfg)
     if pool is None and manifest is not None:
         pool = catalog_pool(manifest, labels)
     built, skipped = _index(models, index_path or shipped, shards, pool, labels, index or IndexSpec(), io)
     photos = calibration_photos(manifest, labels) if manifest is not None else None
-    chosen = calibrate(strategies or default_strategies(), models, photos, labels, io)
+    chosen = calibrate(wanted, models, photos, labels, io)
     head = query_type_head(bundle.query_type, models) if query_types else None
+    if rejection is None:
+        rejection = {n: t for n, t in (record.rejection if record else {}).items() if n in chosen}
     return cls(  # type: ignore[call-arg]
         models,
         built,
         products,
         chosen,
-        default_strategy,
+        resolve_default(default_strategy, chosen, record.default_strategy if record else None),
         max_pixels=io.max_pixels,
         draft_decode=io.draft,
         pool_skipped=skipped,
+        rejection=rejection,
         **_extras(products, head, text, cascade_options),
     )
