@@ -243,8 +243,8 @@ def open_bundle(
     data_cfg = data if data is not None else OmegaConf.load(bundle.source_config).data
     io = _options(data_cfg, batch_size, num_workers)
     record = ServingRecord.from_meta(meta)
-    wanted = dict(strategies) if strategies is not None else default_strategies()
-    if strategies is None and record is not None:
+    wanted = dict(strategies) if strategies else default_strategies()
+    if not strategies and record is not None:
         wanted |= record.strategies()
     wanted = record.apply(wanted) if record is not None else wanted
     if record is None and (unfitted(wanted) or default_strategy is None):
