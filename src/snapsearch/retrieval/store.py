@@ -15,6 +15,11 @@ from snapsearch.retrieval.live_index import LiveIndex
 from snapsearch.retrieval.qdrant_index import POINTER_FILE, QdrantIndex
 
 
+class StoreUnavailable(RuntimeError):
+    """The store's server cannot be reached or refused the call: the caller answers "try again later" (the
+    service: 503), never a wrong or empty result."""
+
+
 class VectorStore(Protocol):
     """Items (vectors with a partition, a product and metadata) searched globally or within partitions."""
 
