@@ -14,19 +14,24 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from omegaconf import OmegaConf
 from PIL import Image
 
 from snapsearch.runtime.bundle import read_bundle
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.live import CatalogChangeError, LiveCatalog, check_product_id
 from snapsearch.serve.app import MB, create_app
+from snapsearch.serve.batcher import BatchOptions
+from tests.conftest import CONF_DIR
 
 MAX_UPLOAD_MB = 2
+BATCHING = BatchOptions.from_config(OmegaConf.load(CONF_DIR / "serve.yaml"))  # the shipped settings
 
 
 def _client(bundle: Path, changes: Path) -> TestClient:
     live = LiveCatalog(Cascade.from_bundle(bundle, runtime="onnx"), changes)
-    return TestClient(create_app(live, name="test", source={"version": "test"}, max_upload_mb=MAX_UPLOAD_MB))
+    app = create_app(live, name="test", source={"version": "test"}, max_upload_mb=MAX_UPLOAD_MB, batching=BATCHING)
+    return TestClient(app)
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +259,10 @@ def test_live_catalog_on_qdrant(smoke_bundle: Path, query_photo: Path, tmp_path:
         cascade = Cascade.from_bundle(smoke_bundle, runtime="onnx", index=IndexSpec.from_config({"backend": "qdrant"}))
         live = LiveCatalog(cascade, tmp_path / "changes")
         assert type(live.index).__name__ == "QdrantIndex"  # not the FAISS index the bundle ships
-        return TestClient(create_app(live, name="qdrant", source={"version": "test"}, max_upload_mb=MAX_UPLOAD_MB))
+        app = create_app(
+            live, name="qdrant", source={"version": "test"}, max_upload_mb=MAX_UPLOAD_MB, batching=BATCHING
+        )
+        return TestClient(app)
 
     first = client()
     photo = query_photo.read_bytes()

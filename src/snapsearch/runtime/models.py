@@ -16,6 +16,7 @@ from snapsearch.models.artifact import fingerprint
 from snapsearch.models.classifier import CategoryClassifier
 from snapsearch.models.embedder import ProductEmbedder
 from snapsearch.models.multitask import MultiTaskNet
+from snapsearch.runtime import threads
 from snapsearch.runtime.bundle import BundleError, read_bundle
 from snapsearch.utils.layout import RunDir
 
@@ -196,12 +197,13 @@ class MultiTaskRuntime:
 
 
 def load_runner(path: Path, input_name: str) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
-    """A batch -> outputs function for an exported file (every output, in order): onnxruntime for .onnx,
-    torch.jit for .ts."""
+    """A batch -> outputs function for an exported file (every output, in order): onnxruntime for .onnx
+    (threads as :func:`snapsearch.runtime.threads.apply` set them), torch.jit for .ts."""
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = threads.session_options()
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         return lambda batch: tuple(session.run(None, {input_name: batch}))
     module = torch.jit.load(str(path), map_location="cpu").eval()
 

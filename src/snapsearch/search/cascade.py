@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,10 +31,9 @@ from snapsearch.search.barcode import read_codes
 from snapsearch.search.products import ProductTable
 from snapsearch.search.query_image import QueryImage, to_rgb
 from snapsearch.search.query_type import QueryTypeError, QueryTypeHead, check_routes
-from snapsearch.search.result import STAGES, SearchResult, TextRead
+from snapsearch.search.result import SearchResult, TextRead
+from snapsearch.search.stages import BatchOutputs, Prepared, Query, stamp
 from snapsearch.search.text import OcrText, TextSearch
-
-MS = 1e3
 
 
 class Inferred(NamedTuple):
@@ -66,7 +66,8 @@ class Cascade:
         rejection: per strategy, the score below which the answer is "not in our catalog".
         shown_categories: how many of the most probable categories a result lists.
         k_max: the largest k a search may ask for.
-        lock: guards the index and product table against a concurrent catalog change (the live catalog's).
+        lock: held while a batch reads the index and product table: the live catalog's read side (its
+            changes take the write side), so a search sees a change wholly or not at all.
         pool_skipped: catalog images skipped as unreadable when the index was built (reported).
         barcodes: read retail barcodes first; a code found in the catalog (products' ``gtin``) answers the
             query exactly, without the models (their time is then under ``barcode``, not ``decode``).
@@ -187,58 +188,90 @@ class Cascade:
     def search_batch(
         self, images: Sequence[QueryImage], k: int = 10, strategy: str | None = None
     ) -> list[SearchResult]:
-        """Rank for several photos with one batched forward pass (timings are the batch's, per photo;
-        with one photo, exactly its own). A named ``strategy`` is used for every photo; None lets each
-        photo's query type choose its route (:meth:`route`)."""
+        """Rank for several photos with one batched forward pass: :meth:`prepare` each, then :meth:`answer`
+        (what the service's batcher runs, on its threads). A named ``strategy`` is used for every photo;
+        None lets each photo's query type choose its route (:meth:`route`)."""
         self.check_request(k, strategy)
-        if not images:
-            return []
+        return self.answer([Query(self.prepare(image), k, strategy) for image in images])
+
+    def answer(self, queries: Sequence[Query]) -> list[SearchResult]:
+        """The ranked answers of prepared queries (checked requests), one model pass for all of them."""
+        return self.rank_batch(queries, self.infer_batch(queries))
+
+    # ------------------------------------------------------------------ the stages a batcher runs
+    def prepare(self, image: QueryImage) -> Prepared:
+        """Decode, read a barcode and preprocess one photo: no model, no lock held, safe on any thread."""
         t0 = time.perf_counter()
-        decoded = [self.decode(im) for im in images]
-        rgbs = [e for _, e in decoded]
-        tb = time.perf_counter()
-        codes = [next(iter(read_codes(rgb)), None) for rgb in rgbs] if self.barcodes else [None] * len(rgbs)
-        barcode_s = time.perf_counter() - tb
-        exact: list[int | None] = [None] * len(images)
-        results: list[SearchResult | None] = [None] * len(images)
-        if any(codes):
-            with self.lock:  # one read: a removal cannot slip between the lookup and the answer
-                exact = [self.products.by_gtin(c.gtin) if c is not None else None for c in codes]
-                for i, position in enumerate(exact):
-                    if position is not None:
-                        results[i] = barcode_answer(self.products, position)
-        todo = [i for i, position in enumerate(exact) if position is None]  # the photos that need the models
-        classify_s = embed_s = ocr_s = 0.0
+        rgb_c, rgb = self.decode(image)
         t1 = time.perf_counter()
-        if todo:
-            xc, xe = self.preprocess([decoded[i][0] for i in todo], [rgbs[i] for i in todo])
-            t1 = time.perf_counter()
-            probs, emb, feats, classify_s, embed_s = self.infer(xc, xe, classify=self.gate_needed(strategy))
-            types = self.detect_types(feats, len(emb))
-            names = [self.route(t, strategy) for t in types]
-            reads = self.read_text([rgbs[i] for i in todo], probs)
-            ocr_s = sum(r.seconds for r in reads if r is not None)
+        code = next(iter(read_codes(rgb)), None) if self.barcodes else None
         t2 = time.perf_counter()
+        answered = code is not None and self.products.by_gtin(code.gtin) is not None  # looked at again when ranked
+        xc, xe = (None, None) if answered else self._inputs(rgb_c, rgb)
+        return Prepared(rgb_c, rgb, code, xc, xe, t1 - t0 + time.perf_counter() - t2, t2 - t1)
+
+    def infer_batch(self, queries: Sequence[Query]) -> BatchOutputs:
+        """One model pass for the queries that need the models (stacked), their query types included; the
+        classifier runs when any of their requests' routes reads the gate."""
+        rows = [i for i, q in enumerate(queries) if q.prepared.xe is not None]
+        if not rows:
+            empty = np.zeros((0, len(self.products.categories)), np.float32), np.zeros((0, 0), np.float32)
+            return BatchOutputs([], *empty, [], {})
+        xc = np.stack([queries[i].prepared.xc for i in rows])  # type: ignore[misc]
+        xe = np.stack([queries[i].prepared.xe for i in rows])  # type: ignore[misc]
+        classify = any(self.gate_needed(queries[i].strategy) for i in rows)
+        out = self.infer(xc, xe, classify=classify)
+        types = self.detect_types(out.features, len(rows))
+        return BatchOutputs(rows, out.probs, out.emb, types, {"classify": out.classify_s, "embed": out.embed_s})
+
+    def rank_batch(self, queries: Sequence[Query], outputs: BatchOutputs) -> list[SearchResult]:
+        """Answer a batch inside one read section of the catalog: a barcode found in it answers exactly, every
+        other query is ranked by its route, grouped by (strategy, k). A catalog change is seen by the whole
+        batch or by none of it. (A barcode product removed since :meth:`prepare` sends its photo through the
+        models here, still inside the section: rare, and then the answer stays consistent.)"""
+        row_of = {i: j for j, i in enumerate(outputs.rows)}
+        probs, emb, types = outputs.probs, outputs.emb, list(outputs.types)
+        names = [self.route(types[row_of[i]], q.strategy) if i in row_of else "" for i, q in enumerate(queries)]
+        t0 = time.perf_counter()
+        reads = self.read_text([queries[i].prepared.rgb for i in outputs.rows], probs)
+        ocr_s = time.perf_counter() - t0
+        results: list[SearchResult | None] = [None] * len(queries)
         with self.lock:
-            if todo:
+            t1 = time.perf_counter()
+            for i, q in enumerate(queries):
+                position = self.products.by_gtin(q.prepared.code.gtin) if q.prepared.code is not None else None
+                if position is not None:
+                    results[i] = barcode_answer(self.products, position)
+                elif i not in row_of:  # its barcode product was removed since it was prepared
+                    xc, xe = self._inputs(q.prepared.rgb_c, q.prepared.rgb)
+                    late = self.infer_batch([replace(q, prepared=replace(q.prepared, xc=xc, xe=xe))])
+                    row_of[i] = len(types)
+                    probs, emb = np.concatenate([probs, late.probs]), np.concatenate([emb, late.emb])
+                    types.append(late.types[0])
+                    reads += self.read_text([q.prepared.rgb], late.probs)
+                    names[i] = self.route(late.types[0], q.strategy)
+            groups: dict[tuple[str, int], list[int]] = {}
+            for i, q in enumerate(queries):
+                if results[i] is None:
+                    groups.setdefault((names[i], q.k), []).append(i)
+            for (name, k), members in groups.items():
+                rows = [row_of[i] for i in members]
                 depth = k if self.text is None else max(k, self.text.depth)
-                for name in dict.fromkeys(names):
-                    mine = [j for j, n in enumerate(names) if n == name]
-                    rankings, routes = self.rank(emb[mine], probs[mine], depth, name)
-                    for j, ranking, route in zip(mine, rankings, routes, strict=True):
-                        ranking, text = self.with_text(ranking, reads[j], k)
-                        results[todo[j]] = self.result(ranking, route, probs[j], name, types[j], text)
-        t3 = time.perf_counter()
-        per = dict(zip(STAGES, (t1 - t0 - barcode_s, classify_s, embed_s, t3 - t2), strict=True))
-        per |= ({"barcode": barcode_s} if self.barcodes else {}) | ({"ocr": ocr_s} if self.text else {})
-        for result, rgb, code in zip(results, rgbs, codes, strict=True):
+                rankings, routes = self.rank(emb[rows], probs[rows], depth, name)
+                for i, j, ranking, route in zip(members, rows, rankings, routes, strict=True):
+                    ranking, text = self.with_text(ranking, reads[j], k)
+                    results[i] = self.result(ranking, route, probs[j], name, types[j], text)
+            rank_s = time.perf_counter() - t1
+        shared = outputs.seconds | {"search": rank_s} | ({"ocr": ocr_s} if self.text else {})
+        for result, q in zip(results, queries, strict=True):
             assert result is not None
-            result.timings_ms = {stage: MS * s / len(images) for stage, s in per.items()} | {
-                "total": MS * (t3 - t0) / len(images)
-            }
-            result.image = {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
-            result.barcode = None if code is None else code.text
+            stamp(result, q.prepared, shared, len(queries), self.barcodes)
         return [r for r in results if r is not None]
+
+    def _inputs(self, rgb_c: np.ndarray, rgb_e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One photo's model inputs (CHW) under each model's preprocessing contract."""
+        xe = self._pre_e(image=rgb_e)["image"].numpy()
+        return (xe if self._shared_input else self._pre_c(image=rgb_c)["image"].numpy()), xe
 
     # ------------------------------------------------------------------ query type and text
     def route(self, query_type: str, strategy: str | None = None) -> str:
@@ -276,12 +309,6 @@ class Cascade:
         return self.text.fuse(ranking, query, k), TextRead(read.text, True)
 
     # ------------------------------------------------------------------ the stages
-    def preprocess(self, rgbs_c: Sequence[np.ndarray], rgbs_e: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Model inputs (classifier's, embedder's) under each model's preprocessing contract."""
-        xe = np.stack([self._pre_e(image=im)["image"].numpy() for im in rgbs_e])
-        xc = xe if self._shared_input else np.stack([self._pre_c(image=im)["image"].numpy() for im in rgbs_c])
-        return xc, xe
-
     def infer(self, xc: np.ndarray, xe: np.ndarray, *, classify: bool = True) -> Inferred:
         """Probabilities, embeddings, the gate's features (when the query-type head needs them) and the time
         of each model. ``classify=False`` (a strategy that ignores the gate, and no type head) skips the
@@ -309,8 +336,7 @@ class Cascade:
 
     def embed_images(self, images: Sequence[QueryImage]) -> np.ndarray:
         """Embeddings of catalog images, decoded and preprocessed as the pool's were."""
-        rgbs = [self.decode(im)[1] for im in images]
-        xe = np.stack([self._pre_e(image=im)["image"].numpy() for im in rgbs])
+        xe = np.stack([self._pre_e(image=self.decode(im)[1])["image"].numpy() for im in images])
         with self._infer_lock:
             return self.runtime.embed(xe)
 

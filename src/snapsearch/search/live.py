@@ -2,8 +2,9 @@
 
 Every change is embedded first, then written (images and embeddings, fsynced), then logged: one line
 appended to ``changes.jsonl`` and fsynced (:mod:`snapsearch.search.changelog`) before it is acknowledged,
-then applied to the index and product table under the cascade's lock, so a concurrent search sees the
-catalog wholly before or wholly after a change. A crash leaves at most unreferenced files and a torn last
+then applied to the index and product table under the write side of a readers-writer lock whose read side
+every search holds while it ranks (:attr:`Cascade.lock`), so a concurrent search sees the catalog wholly
+before or wholly after a change. A crash leaves at most unreferenced files and a torn last
 line (never acknowledged, dropped on start). A restart replays the log onto the source's catalog; the log
 is compacted to the changes that still matter once dead lines dominate it. The source (a checksummed
 bundle) is never edited.
@@ -15,6 +16,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from snapsearch.retrieval.store import MutableVectorStore, mutable
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.changelog import ChangeLog, fsync_dir
 from snapsearch.search.products import Product
+from snapsearch.search.rwlock import RWLock
 from snapsearch.search.text import product_text
 from snapsearch.utils.atomic import atomic_save, atomic_save_arrays
 
@@ -77,11 +80,11 @@ class LiveCatalog:
         self.cascade = cascade
         self.folder = Path(folder)
         self.options = options or LiveOptions()
-        self.lock = threading.Lock()
+        self.lock = RWLock()  # searches read (cascade.lock), changes and index compactions write
         cascade.index = mutable(cascade.index)
         if isinstance(cascade.index, LiveIndex):
             cascade.index.compaction = self.options.index
-        cascade.lock = self.lock
+        cascade.lock = self.lock.reader
         self._write_lock = threading.Lock()  # one change at a time is embedded, written and applied
         self._added: dict[str, dict[str, Any]] = {}  # live-added products' add lines, in log order
         self._kept_removes: dict[str, dict[str, Any]] = {}  # removals of the source's products
@@ -100,6 +103,10 @@ class LiveCatalog:
     @property
     def index(self) -> MutableVectorStore:
         return self.cascade.index  # type: ignore[return-value]
+
+    def reading(self) -> AbstractContextManager[None]:
+        """A read section of the catalog: the products and the index stay as they are until it ends."""
+        return self.lock.reader
 
     @property
     def n_changes(self) -> int:
@@ -188,8 +195,9 @@ class LiveCatalog:
         log.info("compacted %s to %d changes", self.log.path, self.log.n_lines)
 
     def _apply(self, event: dict[str, Any], embeddings: np.ndarray | None) -> None:
-        """Apply one change to the index and the product table, atomically for searches."""
-        with self.lock:
+        """Apply one change to the index and the product table (a sub-index compaction included), atomically
+        for searches: under the write side of the lock."""
+        with self.lock.writer:
             table = self.cascade.products
             if event["op"] == "add":
                 product = Product(**event["product"])

@@ -11,16 +11,20 @@ from fastapi import FastAPI
 from omegaconf import DictConfig
 
 import snapsearch
+from snapsearch.runtime import threads
 from snapsearch.search.config import cascade_from_config
 from snapsearch.search.live import LiveCatalog, LiveOptions
 from snapsearch.serve.app import create_app
+from snapsearch.serve.batcher import BatchOptions
 from snapsearch.utils.layout import BundleDir, RunDir
 
 log = logging.getLogger(__name__)
 
 
 def build_app(cfg: DictConfig) -> FastAPI:
-    """Open the cascade, replay the live catalog's changes onto it, and wrap it in the service."""
+    """Set the compute threads, open the cascade, replay the live catalog's changes onto it, and wrap it in
+    the service."""
+    threads.apply(threads.ThreadSettings.from_config(cfg.threads))  # before the onnxruntime sessions open
     cascade = cascade_from_config(cfg)
     changes = cfg.catalog_changes
     if changes is None:
@@ -42,6 +46,7 @@ def build_app(cfg: DictConfig) -> FastAPI:
         name=cfg.name,
         source=source,
         max_upload_mb=cfg.max_upload_mb,
+        batching=BatchOptions.from_config(cfg),
         max_images_per_product=int(cfg.max_images_per_product),
     )
 
