@@ -1,6 +1,6 @@
 """The vector-store interface every strategy, the Cascade and the live catalog run on, and the helpers that
-pick an implementation: FAISS in-process (:class:`PartitionedIndex`, mutable as :class:`LiveIndex`) or
-Qdrant embedded / server (:class:`QdrantIndex`)."""
+dispatch to the implementation of a store's backend (:mod:`snapsearch.retrieval.backends`: FAISS in-process,
+Qdrant embedded or server, Milvus server)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from snapsearch.retrieval.index import PartitionedIndex, SearchHits
-from snapsearch.retrieval.live_index import LiveIndex
-from snapsearch.retrieval.qdrant_index import POINTER_FILE, QdrantIndex
+from snapsearch.retrieval.backends import backend_of, load_saved
+from snapsearch.retrieval.index import SearchHits
 
 
 class StoreUnavailable(RuntimeError):
@@ -76,25 +75,15 @@ class MutableVectorStore(VectorStore, Protocol):
 def load_store(
     path: str | Path, expected_embedder_checksum: str | None = None, expected_dim: int | None = None
 ) -> VectorStore:
-    """A saved FAISS index folder, or a saved pointer to a Qdrant collection."""
-    if (Path(path) / POINTER_FILE).is_file():
-        return QdrantIndex.load(path, expected_embedder_checksum=expected_embedder_checksum)
-    return PartitionedIndex.load(path, expected_embedder_checksum=expected_embedder_checksum, expected_dim=expected_dim)
+    """A saved store: a FAISS index folder, or a backend's pointer to its collection."""
+    return load_saved(path, expected_embedder_checksum, expected_dim)
 
 
 def mutable(store: VectorStore) -> MutableVectorStore:
     """The store as one that takes changes (a FAISS index becomes a :class:`LiveIndex` over the same data)."""
-    if isinstance(store, LiveIndex | QdrantIndex):
-        return store
-    if isinstance(store, PartitionedIndex):
-        return LiveIndex.from_index(store)
-    raise TypeError(f"{type(store).__name__} takes no catalog changes")
+    return backend_of(store).mutable(store)
 
 
 def excluding(store: VectorStore, item_ids: np.ndarray) -> VectorStore:
     """A view of the store that never returns ``item_ids`` (the store itself is unchanged)."""
-    if isinstance(store, QdrantIndex):
-        return store.excluding(item_ids)
-    view = LiveIndex.from_index(store)  # type: ignore[arg-type]
-    view.remove(item_ids)
-    return view
+    return backend_of(store).excluding(store, item_ids)

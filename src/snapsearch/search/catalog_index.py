@@ -4,53 +4,21 @@ batches) or from ``python embed.py`` shards; index items point at product-table 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.manifest import category_at
-from snapsearch.retrieval import PartitionedIndex
-from snapsearch.retrieval.qdrant_index import QdrantIndex, QdrantSpec
+from snapsearch.retrieval.backends import IndexSpec, Items
 from snapsearch.retrieval.shards import ShardMismatchError, ids_digest, iter_shards, read_plan, read_shard
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, run_inference
 from snapsearch.runtime.models import CascadeRuntime
 
 log = logging.getLogger(__name__)
-
-
-BACKENDS = ("faiss", "qdrant")
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """How to build the index (``conf/index/``): the backend; for FAISS a factory string, the metric and
-    search parameters; for Qdrant where the collection lives (:class:`QdrantSpec`, flat keys in the config)."""
-
-    backend: str = "faiss"
-    factory: str | None = "Flat"
-    metric: str = "ip"
-    nprobe: int | None = None
-    ef_search: int | None = None
-    qdrant: QdrantSpec = field(default_factory=QdrantSpec)
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"index.backend={self.backend!r}; use one of {BACKENDS}")
-        if self.backend == "qdrant" and self.metric != "ip":
-            raise ValueError("the Qdrant index searches by cosine similarity: use index.metric=ip")
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> IndexSpec:
-        """From an ``index`` config node, whose Qdrant keys (``url``, ``path``, ...) sit beside the others."""
-        qdrant_keys = {f.name for f in fields(QdrantSpec)}
-        qdrant = QdrantSpec(**{k: v for k, v in cfg.items() if k in qdrant_keys})
-        return cls(**{k: v for k, v in cfg.items() if k not in qdrant_keys}, qdrant=qdrant)
 
 
 def label_indices(frame: pd.DataFrame, labels: LabelMaps) -> tuple[np.ndarray, np.ndarray]:
@@ -103,25 +71,4 @@ def index_rows(
     """Index the embeddings of manifest ``rows`` (in that order, as ``chunks`` yields them)."""
     item_part, item_prod = label_indices(rows, labels)
     metadata = {"image_id": rows["image_id"].to_numpy().astype(str)}
-    if spec.backend == "qdrant":
-        return QdrantIndex.build_streaming(
-            spec.qdrant,
-            chunks,
-            item_part,
-            item_prod,
-            labels.categories,
-            embedder_checksum=runtime.embedder_fingerprint,
-            metadata=metadata,
-        )
-    return PartitionedIndex.build_streaming(
-        chunks,
-        item_partition=item_part,
-        item_product=item_prod,
-        n_partitions=len(labels.categories),
-        factory=spec.factory,
-        metric=spec.metric,
-        nprobe=spec.nprobe,
-        ef_search=spec.ef_search,
-        embedder_checksum=runtime.embedder_fingerprint,
-        metadata=metadata,
-    )
+    return spec.build(Items(chunks, item_part, item_prod, labels.categories, runtime.embedder_fingerprint, metadata))
