@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pandas as pd
 import pytest
 import torch
 
@@ -28,7 +29,8 @@ def multitask_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # a quarter of the products without shopper photos (their catalog images composited into store photos): the
     # unseen-products protocol in a shop's mode, end to end, at no extra training
     unseen = ("data.unseen_products.fraction=0.25", "data.unseen_products.mode=photos")
-    run_train(tmp, "experiment=smoke", "stages=[multitask]", "logger=csv", *unseen, f"run_dir={tmp / 'run'}")
+    critics = "multitask.domain_invariance.weight=0.1"  # the term made for that mode, trained alongside
+    run_train(tmp, "experiment=smoke", "stages=[multitask]", "logger=csv", *unseen, critics, f"run_dir={tmp / 'run'}")
     return tmp / "run"
 
 
@@ -71,6 +73,9 @@ def test_run_holds_one_calibrated_network_used_by_default(multitask_run: Path) -
     assert {"multitask/val/joint", "multitask/test/acc", "multitask/test/ece", "multitask/temperature"} <= set(metrics)
     assert metrics["multitask/temperature"] != 1.0  # fitted on the validation photos
     assert (run.stage("multitask") / "confusion_matrix.png").is_file()
+    logged = pd.concat([pd.read_csv(f) for f in multitask_run.glob("csv/*/metrics.csv")])
+    critic_acc = logged["train/domain_critic_acc"].dropna()
+    assert len(critic_acc) and critic_acc.between(0.0, 1.0).all()  # the domain critics trained with the heads
     runtime = run_runtime(multitask_run)  # embedder=trained: the run's own cascade is the multi-task network
     assert isinstance(runtime, MultiTaskRuntime)
     x = _batch()

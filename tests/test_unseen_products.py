@@ -103,3 +103,31 @@ def test_no_held_out_product_reaches_training_selection_or_calibration(grocery: 
     queries, pool, calib = answerable(full, "catalog", dm.labels)
     assert not set(calib["product_id"]) & unseen  # rejection thresholds
     assert unseen <= set(queries["product_id"]) and unseen <= set(pool["product_id"])  # queried, findable
+
+
+def test_selection_fold_withholds_seen_products_training_photos_and_keeps_their_validation_photos(
+    grocery: Path,
+) -> None:
+    """The fold that selects for photo-less behaviour: seen products only (adding it leaves the held-out
+    products as they were), their training photos out, their catalog images and validation photos in."""
+    cfg = _train_config(grocery, "data.unseen_products.mode=photos", "data.unseen_products.selection_fold=0.2")
+    dm = SnapDataModule(cfg.data, cfg.augment, cfg.seed)
+    full = load_manifest(cfg.data)
+    unseen, fold = set(dm.labels.unseen_products), set(dm.labels.selection_fold)
+    assert sorted(unseen) == choose_unseen_products(full, 2, FRACTION, seed=0)  # the fold changes nothing there
+    assert fold and not fold & unseen
+    assert sorted(fold) == sorted(dm.labels.products[i] for i in dm.labels.fold_indices())
+    train = dm.frame("train")
+    assert not set(train.loc[train["domain"] == "query", "product_id"]) & fold  # no training photo of the fold
+    assert fold <= set(train.loc[train["domain"] == "catalog", "product_id"])  # their catalog images train
+    assert fold <= set(dm.frame("val")["product_id"])  # selection reads their validation photos
+    assert not set(dm.frame("val")["product_id"]) & unseen
+    coarse = category_at(full.drop_duplicates("product_id").set_index("product_id")["category"], 2)
+    with_photos = coarse[~coarse.index.isin(unseen | fold)]
+    assert set(with_photos) == set(coarse)  # every partition keeps a product with training photos
+
+
+def test_selection_fold_needs_the_photos_mode(grocery: Path) -> None:
+    cfg = _train_config(grocery, "data.unseen_products.mode=all", "data.unseen_products.selection_fold=0.2")
+    with pytest.raises(ValueError, match="needs mode=photos"):
+        SnapDataModule(cfg.data, cfg.augment, cfg.seed)

@@ -19,7 +19,7 @@ from snapsearch.data.manifest import ManifestError, category_at
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.sources import load_manifest
 from snapsearch.data.transforms import ScenePhotos
-from snapsearch.data.unseen import choose_unseen_products, held_out_rows
+from snapsearch.data.unseen import choose_selection_fold, choose_unseen_products, held_out_rows
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,11 @@ class SnapDataModule(pl.LightningDataModule):
         manifest = load_manifest(data_cfg)
         held = data_cfg.unseen_products
         unseen = choose_unseen_products(manifest, data_cfg.partition_depth, held.fraction, held.seed)
-        self.labels = LabelMaps.from_manifest(manifest, data_cfg.partition_depth, unseen, held.mode)
-        # Nothing held out reaches training, selection (validation) or calibration.
-        self.manifest = manifest[~held_out_rows(manifest, unseen, held.mode)]
+        fold = choose_selection_fold(manifest, data_cfg.partition_depth, held.selection_fold, held.seed, unseen)
+        self.labels = LabelMaps.from_manifest(manifest, data_cfg.partition_depth, unseen, held.mode, fold)
+        # Nothing held out reaches training, selection (validation) or calibration; the selection fold's
+        # training photos are out as well (selection reads its validation photos).
+        self.manifest = manifest[~held_out_rows(manifest, unseen, held.mode, fold)]
         self.preprocess: Preprocess | None = None
         self._check_splits()
         self._report_gaps()

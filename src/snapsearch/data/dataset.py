@@ -37,6 +37,14 @@ class LabelMaps:
     # what of them is held out: "all" (they arrive after training) or "photos" (their catalog images and
     # categories are trained on, their shopper photos are not: a shop's new products)
     unseen_mode: str = "all"
+    # seen products whose training photos are withheld (``mode=photos`` only): model selection scores
+    # photo-less behaviour on their validation photos (``val/fold/...``)
+    selection_fold: list[str] = field(default_factory=list)
+
+    def fold_indices(self) -> tuple[int, ...]:
+        """Product indices of the selection fold (what validation scores apart)."""
+        index = {p: i for i, p in enumerate(self.products)}
+        return tuple(index[p] for p in self.selection_fold)
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2))
@@ -52,6 +60,7 @@ class LabelMaps:
         partition_depth: int,
         unseen_products: list[str] | None = None,
         unseen_mode: str = "all",
+        selection_fold: list[str] | None = None,
     ) -> LabelMaps:
         """Categories and products in order of first appearance (the source's own order); unseen products
         keep their index (evaluation scores them) though no model trains on them."""
@@ -61,7 +70,15 @@ class LabelMaps:
         cat_index = {c: i for i, c in enumerate(categories)}
         first = df.assign(_part=part).drop_duplicates("product_id").set_index("product_id")["_part"]
         product_category = [cat_index[first[p]] for p in products]
-        return cls(partition_depth, categories, products, product_category, sorted(unseen_products or []), unseen_mode)
+        return cls(
+            partition_depth,
+            categories,
+            products,
+            product_category,
+            sorted(unseen_products or []),
+            unseen_mode,
+            sorted(selection_fold or []),
+        )
 
 
 class ManifestDataset(Dataset):
@@ -106,6 +123,7 @@ class ManifestDataset(Dataset):
             "label": int(self.targets[i]),
             "product": int(self.products[i]),
             "row": int(self.rows[i]),
+            "photo": int(self.domains[i] == "query"),
         }
 
 

@@ -41,9 +41,15 @@ class MultiTaskNet(nn.Module):
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw category logits and the L2-normalised embedding, from one pass of the trunk."""
+        logits, embedding, _ = self.training_outputs(x)
+        return logits, embedding
+
+    def training_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw category logits, the embedding and the pooled trunk features the category head reads (what a
+        domain critic inspects), from one pass."""
         feats = self.trunk.forward_features(x)
-        logits = self.classifier(self.trunk.forward_head(feats, pre_logits=True))
-        return logits, self._embedding(feats)
+        pooled = self.trunk.forward_head(feats, pre_logits=True)
+        return self.classifier(pooled), self._embedding(feats), pooled
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The embedding head alone (what global search needs; the category head is skipped)."""

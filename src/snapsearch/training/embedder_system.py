@@ -40,6 +40,7 @@ class EmbedderSystem(SnapSystem):
         scheduler: dict[str, Any],
         channels_last: bool,
         retrieval_ks: tuple[int, ...] = DEFAULT_KS,
+        selection_fold: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -47,7 +48,7 @@ class EmbedderSystem(SnapSystem):
         self.model, self.preprocess = ProductEmbedder.build(backbone, embedder["embedding_dim"], embedder["gem_p"])
         self.loss = build_loss(embedder["loss"], len(products), self.model.embedding_dim)
         self.miner = instantiate(embedder["miner"]) if embedder.get("miner") else None
-        self.retrieval = RetrievalValidation(self.model.embedding_dim, tuple(retrieval_ks))
+        self.retrieval = RetrievalValidation(self.model.embedding_dim, tuple(retrieval_ks), selection_fold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -2,8 +2,9 @@
 
 Loss = ``category_weight`` x cross-entropy (label smoothing) + ``embedding_weight`` x the configured
 pytorch-metric-learning loss, on the embedder's M-per-product batches (they carry each image's category as
-well). Selection: ``val/joint`` = the mean of the gate's validation accuracy and photo -> catalog R@1, so
-neither head is chosen at the other's expense.
+well), + ``domain_invariance.weight`` x the domain critics' loss on reversed gradients
+(:mod:`~snapsearch.training.domain_critic`; 0 = off). Selection: ``val/joint`` = the mean of the gate's
+validation accuracy and photo -> catalog R@1, so neither head is chosen at the other's expense.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hydra.utils import instantiate
 from snapsearch.models.multitask import MultiTaskNet
 from snapsearch.retrieval.metrics import DEFAULT_KS
 from snapsearch.training.category_eval import CategoryEvaluation, set_trunk_frozen
+from snapsearch.training.domain_critic import DomainCritics
 from snapsearch.training.embedder_system import build_loss
 from snapsearch.training.optim import START_EPOCH, configure_optimization
 from snapsearch.training.retrieval_validation import QUERY_LOADER, RetrievalValidation
@@ -39,6 +41,7 @@ class MultiTaskSystem(CategoryEvaluation):
         scheduler: dict[str, Any],
         channels_last: bool,
         retrieval_ks: tuple[int, ...] = DEFAULT_KS,
+        selection_fold: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -49,7 +52,18 @@ class MultiTaskSystem(CategoryEvaluation):
         self.metric_loss = build_loss(embedder["loss"], len(products), self.model.embedding_dim)
         self.miner = instantiate(embedder["miner"]) if embedder.get("miner") else None
         self.init_category_metrics(len(categories))
-        self.retrieval = RetrievalValidation(self.model.embedding_dim, tuple(retrieval_ks))
+        self.retrieval = RetrievalValidation(self.model.embedding_dim, tuple(retrieval_ks), selection_fold)
+        self.domain = self._domain_critics(multitask.get("domain_invariance"))
+
+    def _domain_critics(self, recipe: dict[str, Any] | None) -> DomainCritics | None:
+        """The critics of ``multitask.domain_invariance`` (checkpoints older than it have none)."""
+        if not recipe or not recipe["weight"]:
+            return None
+        widths = {"embedding": self.model.embedding_dim, "gate": int(self.model.trunk.num_features)}
+        unknown = sorted(set(recipe["features"]) - set(widths))
+        if unknown:
+            raise ValueError(f"multitask.domain_invariance.features: unknown {unknown}; choose from {sorted(widths)}")
+        return DomainCritics({f: widths[f] for f in recipe["features"]}, recipe["hidden"], recipe["gamma"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.heads(x)[0]
@@ -63,13 +77,19 @@ class MultiTaskSystem(CategoryEvaluation):
         self.log_skipped(batch)
         if batch["image"].shape[0] == 0:
             return None
-        logits, emb = self.model.heads(batch["image"])
+        logits, emb, pooled = self.model.training_outputs(batch["image"])
         category = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
         products = batch["product"]
         embedding = self.metric_loss(emb, products, self.miner(emb, products) if self.miner is not None else None)
         weights = self.hparams.multitask
         loss = weights["category_weight"] * category + weights["embedding_weight"] * embedding
         n = len(logits)
+        if self.domain is not None:
+            progress = self.global_step / max(1, self.trainer.estimated_stepping_batches)
+            domain, critic_acc = self.domain.loss({"embedding": emb, "gate": pooled}, batch["photo"], progress)
+            loss = loss + weights["domain_invariance"]["weight"] * domain
+            self.log("train/loss_domain", domain, on_step=False, on_epoch=True, batch_size=n)
+            self.log("train/domain_critic_acc", critic_acc, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         self.log("train/loss_category", category, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/loss_embedding", embedding, on_step=False, on_epoch=True, batch_size=n)
@@ -104,6 +124,8 @@ class MultiTaskSystem(CategoryEvaluation):
                 START_EPOCH: recipe["freeze_backbone_epochs"],
             },
         ]
+        if self.domain is not None:
+            groups.append({"params": list(self.domain.parameters()), "lr": base_lr})
         loss_params = [p for p in self.metric_loss.parameters() if p.requires_grad]
         if loss_params:  # ArcFace class weights / proxies learn fastest
             groups.append({"params": loss_params, "lr": base_lr * self.hparams.embedder["loss_lr_scale"]})

@@ -1,9 +1,13 @@
 """Photo -> catalog retrieval on the validation photos at every epoch end: what selects an embedding head.
 
 Two validation loaders: the photos (queries) and the catalog images (the pool). Each rank keeps what it
-embedded; at the epoch end both sets are gathered over ranks, each image once, and searched exactly."""
+embedded; at the epoch end both sets are gathered over ranks, each image once, and searched exactly. The
+selection fold's photos (seen products trained without photos: ``data.unseen_products.selection_fold``) are
+scored apart as ``fold/<metric>``, the rest as ``<metric>``."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,9 +27,10 @@ def products_ranked_by_similarity(query: np.ndarray, pool: np.ndarray, pool_prod
 class RetrievalValidation:
     """Collects validation embeddings per loader and scores photo -> catalog retrieval at the epoch end."""
 
-    def __init__(self, embedding_dim: int, ks: tuple[int, ...]) -> None:
+    def __init__(self, embedding_dim: int, ks: tuple[int, ...], fold_products: Sequence[int] = ()) -> None:
         self.embedding_dim = embedding_dim
         self.ks = ks
+        self.fold_products = np.asarray(sorted(fold_products), dtype=int)
         self._parts: dict[int, list[tuple[torch.Tensor, ...]]] = {QUERY_LOADER: [], POOL_LOADER: []}
 
     def add(self, loader: int, embeddings: torch.Tensor, products: torch.Tensor, rows: torch.Tensor) -> None:
@@ -48,5 +53,11 @@ class RetrievalValidation:
         if query is None or pool is None:
             return None
         (q, q_prod), (p, p_prod) = query, pool
-        ranked = products_ranked_by_similarity(q, p, p_prod)
-        return {k: float(v) for k, v in retrieval_metrics(ranked, q_prod.tolist(), ks=self.ks).items()}
+        in_fold = np.isin(q_prod, self.fold_products)
+        out: dict[str, float] = {}
+        for prefix, rows in (("", ~in_fold), ("fold/", in_fold)):
+            if rows.any():
+                ranked = products_ranked_by_similarity(q[rows], p, p_prod)
+                scores = retrieval_metrics(ranked, q_prod[rows].tolist(), ks=self.ks)
+                out |= {f"{prefix}{k}": float(v) for k, v in scores.items()}
+        return out
