@@ -1,20 +1,25 @@
 """A bounded load test of the search service on localhost.
 
-    python bench/serve_load.py --source bundle=RUN/bundle --photos 'DIR/*.jpg' [--searches 1000]
-                               [--clients 16] [--changes 20] [--extra strategy=...]
+    python bench/serve_load.py --source bundle=BUNDLE --photos 'DIR/*.jpg' [--clients 1 16 64]
+                               [--searches 200 800 800] [--changes 20] [--extra max_in_flight=...]
+                               [--serve-root CHECKOUT] [--label NAME]
 
-Starts ``serve.py`` on 127.0.0.1 (a fresh catalog-changes folder), then ``--clients`` threads send
-``--searches`` searches in all (photos drawn in turn) while one more client adds ``--changes`` products and
-deletes every other one of them again. Reports p50/p95/p99 latency and searches/s, counts 5xx and other
-failures, and checks that the catalog ends with exactly the products the changes leave (none lost, none
-duplicated). Prints a summary and writes JSON.
+Starts ``serve.py`` (of ``--serve-root``, default this checkout: another checkout measures an older version
+with the same load) on 127.0.0.1 with a fresh catalog-changes folder, then for each client count, closed
+loop: ``--clients`` threads send ``--searches`` searches in all (photos drawn in turn) while one more client
+adds ``--changes`` products and deletes every other one of them again. A client that gets 503 waits its
+``Retry-After`` and sends the next search. Reports searches/s answered, p50/p95/p99 latency of the answered
+searches, the share of 503s, other 5xx (must be 0), the server's batch sizes, and checks that the catalog
+ends with exactly the products the changes leave (none lost, none duplicated). Prints and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -22,6 +27,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -55,12 +61,44 @@ def _request(method: str, url: str, body: bytes | None = None, content_type: str
         return err.code, err.read()
 
 
-def _start(source: str, extra: list[str], changes: Path) -> tuple[subprocess.Popen, str]:
+class _Connection:
+    """One client's keep-alive connection (as a browser or an SDK keeps one): the load generator shares the
+    2 cores with the server, so it should not pay a TCP handshake per search. Reconnects when the server
+    closed it (it may close after a 503 sent before the body was read)."""
+
+    def __init__(self, url: str) -> None:
+        self.host, self.port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+        self.conn: http.client.HTTPConnection | None = None
+
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, float]:
+        """The status and, for a 503, its Retry-After seconds."""
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT_S)
+            try:
+                self.conn.request("POST", path, body, {"Content-Type": content_type})
+                r = self.conn.getresponse()
+                r.read()
+                if r.getheader("Connection", "").lower() == "close":
+                    self.conn.close()
+                    self.conn = None
+                return r.status, float(r.getheader("Retry-After") or 0)
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _start(serve_root: Path, source: str, extra: list[str], changes: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, str(ROOT / "serve.py"), source, f"port={port}", f"catalog_changes={changes}", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(changes.parent / "serve.log", "w"))  # noqa: SIM115
+    cmd = [sys.executable, str(serve_root / "serve.py"), source, f"port={port}", f"catalog_changes={changes}", *extra]
+    env = {**os.environ, "PYTHONPATH": str(serve_root / "src")}  # that checkout's package, not the installed one
+    log = open(changes.parent / "serve.log", "w")  # noqa: SIM115  (the server's; closed with the folder)
+    proc = subprocess.Popen(cmd, cwd=changes.parent, env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -75,96 +113,121 @@ def _start(source: str, extra: list[str], changes: Path) -> tuple[subprocess.Pop
     raise SystemExit("serve.py did not answer /healthz in time")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", required=True, help="bundle=DIR or run_dir=DIR")
-    ap.add_argument("--photos", required=True, help="a glob of query photos")
-    ap.add_argument("--searches", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--changes", type=int, default=20, help="products added (every other one deleted again)")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--strategy", default="top1")
-    ap.add_argument("--extra", nargs="*", default=[], help="more serve.py overrides")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve_load.json"))
-    args = ap.parse_args()
-    photos = [Path(p).read_bytes() for p in sorted(glob.glob(args.photos))]
-    if not photos:
-        raise SystemExit(f"--photos {args.photos!r} matches no file")
+def _round(url: str, photos: list[bytes], args: argparse.Namespace, clients: int, searches: int) -> dict:
+    """One closed-loop run with ``clients`` searchers and one catalog changer."""
+    info = json.loads(_request("GET", f"{url}/info")[1])
+    category = info["categories"][0]
+    latencies: list[float] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+    next_query = iter(range(searches))
+    strategy = f"&strategy={args.strategy}" if args.strategy else ""
 
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _start(args.source, args.extra, Path(tmp) / "changes")
-        try:
-            info = json.loads(_request("GET", f"{url}/info")[1])
-            category = info["categories"][0]
-            n_before = info["n_products"]
-            latencies: list[float] = []
-            statuses: list[int] = []
-            lock = threading.Lock()
-            next_query = iter(range(args.searches))
-
-            def client() -> None:
-                for i in next_query:  # the shared iterator hands out each search once
-                    body, ctype = _multipart({}, [("image", "photo.jpg", photos[i % len(photos)])])
-                    t0 = time.perf_counter()
-                    status, _ = _request("POST", f"{url}/search?k={args.k}&strategy={args.strategy}", body, ctype)
-                    with lock:
-                        latencies.append(time.perf_counter() - t0)
-                        statuses.append(status)
-
-            added, deleted, change_failures = [], [], []
-
-            def changer() -> None:
-                for n in range(args.changes):
-                    pid = f"load-{n}-{uuid.uuid4().hex[:6]}"
-                    fields = {"product_id": pid, "name": pid, "category": category}
-                    body, ctype = _multipart(fields, [("images", "c.jpg", photos[n % len(photos)])])
-                    status, text = _request("POST", f"{url}/products", body, ctype)
-                    (added if status == 201 else change_failures).append(pid if status == 201 else text)
-                    if n % 2 == 1:
-                        status, text = _request("DELETE", f"{url}/products/{pid}")
-                        (deleted if status == 200 else change_failures).append(pid if status == 200 else text)
-
-            threads = [threading.Thread(target=client) for _ in range(args.clients)]
-            threads.append(threading.Thread(target=changer))
+    def client() -> None:
+        conn = _Connection(url)
+        for i in next_query:  # the shared iterator hands out each search once
+            body, ctype = _multipart({}, [("image", "photo.jpg", photos[i % len(photos)])])
             t0 = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - t0
+            status, retry = conn.post(f"/search?k={args.k}{strategy}", body, ctype)
+            with lock:
+                latencies.append(time.perf_counter() - t0)
+                statuses.append(status)
+            if status == 503:
+                time.sleep(retry)
 
-            listed = json.loads(_request("GET", f"{url}/products?limit=1000")[1])
-            ids = [p["product_id"] for p in listed["products"]]
-            expected = set(added) - set(deleted)
-            present = {i for i in ids if i.startswith("load-")}
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+    added, deleted, change_failures = [], [], []
 
-    lat = np.array(latencies) * 1e3
-    statuses_arr = np.array(statuses)
-    result = {
-        "source": args.source,
-        "strategy": args.strategy,
-        "k": args.k,
-        "clients": args.clients,
-        "searches": len(lat),
+    def changer() -> None:
+        for n in range(args.changes):
+            pid = f"load-{clients}-{n}-{uuid.uuid4().hex[:6]}"
+            fields = {"product_id": pid, "name": pid, "category": category}
+            body, ctype = _multipart(fields, [("images", "c.jpg", photos[n % len(photos)])])
+            status, text = _request("POST", f"{url}/products", body, ctype)
+            (added if status == 201 else change_failures).append(pid if status == 201 else text.decode()[:200])
+            if n % 2 == 1:
+                status, text = _request("DELETE", f"{url}/products/{pid}")
+                (deleted if status == 200 else change_failures).append(pid if status == 200 else text.decode()[:200])
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads.append(threading.Thread(target=changer))
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+
+    listed = json.loads(_request("GET", f"{url}/products?limit=1000")[1])
+    ids = [p["product_id"] for p in listed["products"]]
+    expected = set(added) - set(deleted)
+    present = {i for i in ids if i.startswith(f"load-{clients}-")}
+    after = json.loads(_request("GET", f"{url}/info")[1])
+    st = np.array(statuses)
+    ok = np.array(latencies)[st == 200] * 1e3
+    return {
+        "clients": clients,
+        "requests": len(st),
+        "answered": int((st == 200).sum()),
         "wall_s": wall,
-        "searches_per_s": len(lat) / wall,
-        "latency_ms": {f"p{p}": float(np.percentile(lat, p)) for p in (50, 95, 99)},
-        "status_5xx": int((statuses_arr >= 500).sum()),
-        "status_other_non_200": int(((statuses_arr != 200) & (statuses_arr < 500)).sum()),
+        "searches_per_s": float((st == 200).sum() / wall),
+        "latency_ms_answered": {f"p{p}": float(np.percentile(ok, p)) if len(ok) else None for p in (50, 95, 99)},
+        "share_503": float((st == 503).mean()),
+        "status_other_5xx": int(((st >= 500) & (st != 503)).sum()),
+        "status_other": int(((st != 200) & (st < 500)).sum()),
         "products_added": len(added),
         "products_deleted": len(deleted),
         "change_failures": change_failures,
         "lost_changes": sorted(expected - present),
         "unexpected_products": sorted(present - expected),
         "duplicated_ids": len(ids) - len(set(ids)),
-        "products_total_before_after": [n_before, listed["total"]],
+        "server_batching": after.get("batching"),  # absent on versions before the batcher
     }
-    print(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", required=True, help="bundle=DIR or run_dir=DIR")
+    ap.add_argument("--photos", required=True, help="a glob of query photos")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--searches", type=int, nargs="+", default=[200, 800, 800], help="per client count")
+    ap.add_argument("--changes", type=int, default=20, help="products added (every other one deleted again)")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--strategy", default=None, help="default: the service's")
+    ap.add_argument("--extra", nargs="*", default=[], help="more serve.py overrides")
+    ap.add_argument("--serve-root", default=str(ROOT), help="the checkout whose serve.py runs")
+    ap.add_argument("--label", default="this checkout", help="what is measured (recorded)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve_load.json"))
+    args = ap.parse_args()
+    if len(args.searches) != len(args.clients):
+        raise SystemExit("--searches needs one count per --clients value")
+    photos = [Path(p).read_bytes() for p in sorted(glob.glob(args.photos))]
+    if not photos:
+        raise SystemExit(f"--photos {args.photos!r} matches no file")
+
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = _start(Path(args.serve_root), args.source, args.extra, Path(tmp) / "changes")
+        try:
+            for clients, searches in zip(args.clients, args.searches, strict=True):
+                rounds.append(_round(url, photos, args, clients, searches))
+                print(json.dumps(rounds[-1]), flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    result = {
+        "label": args.label,
+        "serve_root": args.serve_root,
+        "source": args.source,
+        "extra": args.extra,
+        "strategy": args.strategy or "the service's default",
+        "k": args.k,
+        "photos": len(photos),
+        "load_before": os.getloadavg(),
+        "rounds": rounds,
+    }
     save_results(args.out, result)
-    if result["status_5xx"] or result["lost_changes"] or result["unexpected_products"] or result["duplicated_ids"]:
+    bad = [r for r in rounds if r["status_other_5xx"] or r["lost_changes"] or r["unexpected_products"]]
+    if bad or any(r["duplicated_ids"] for r in rounds):
         raise SystemExit("load test found server errors or lost/duplicated catalog changes")
 
 
