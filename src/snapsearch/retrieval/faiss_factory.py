@@ -25,7 +25,7 @@ MIN_POINTS_PER_LIST = 39
 class BuiltIndex(NamedTuple):
     """A faiss index, the factory string it was really built from, and why it differs (or None)."""
 
-    index: faiss.Index
+    index: faiss.Index  # type: ignore[assignment]  # shadows tuple.index
     factory: str
     fallback_reason: str | None
 

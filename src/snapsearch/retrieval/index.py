@@ -381,7 +381,7 @@ class PartitionedIndex:
                 for p, ix in self._partitions.items()
                 if ix.ntotal != sizes[p] or ix.d != self.dim
             ),
-            *(f"{partition_name(p)} is missing" for p in np.flatnonzero(sizes) if p not in self._partitions),
+            *(f"{partition_name(p)} is missing" for p in np.flatnonzero(sizes).tolist() if p not in self._partitions),
         ]
         problems = [p for p in problems if p]
         if problems:

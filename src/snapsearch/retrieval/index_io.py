@@ -52,7 +52,7 @@ def write_index_dir(
     with atomic_dir(path) as tmp:
         for name, index in indexes.items():
             faiss.write_index(index, str(tmp / f"{name}{FAISS_SUFFIX}"))
-        np.savez(tmp / ARRAYS_FILE, **stored)
+        np.savez(tmp / ARRAYS_FILE, **stored)  # type: ignore[arg-type]  # numpy stubs type **kwds as bool
         (tmp / MANIFEST_FILE).write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
 
 

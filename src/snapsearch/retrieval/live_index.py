@@ -53,6 +53,10 @@ class LiveIndex(PartitionedIndex):
     compaction: Compaction | None
     n_removed: int  # cached: searches never sum ``removed``
     rebuilt: bool  # a sub-index was compacted (its local ids no longer follow pool order)
+    _arrays: dict[str, Growable]  # per-item arrays (and metadata as "meta:<name>"), grown in place
+    _member_bufs: dict[int, Growable]  # each partition's item ids, by local id
+    _global_members: Growable | None  # None: the global index's local ids are item ids
+    _dead: dict[int, int]  # tombstones per sub-index, keyed by id() of its FAISS index
 
     @classmethod
     def from_index(cls, index: PartitionedIndex, compaction: Compaction | None = None) -> LiveIndex:
@@ -118,7 +122,7 @@ class LiveIndex(PartitionedIndex):
         meta = dict(metadata or {})
         if set(meta) != set(self.metadata) or any(len(v) != len(x) for v in meta.values()):
             raise ValueError(f"add needs one value per item for each metadata field {sorted(self.metadata)}")
-        for p in parts:
+        for p in parts.tolist():
             self._check_partition(p)
         if self.normalize:
             x = l2_normalize(x)

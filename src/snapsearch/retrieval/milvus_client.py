@@ -41,6 +41,7 @@ class MilvusSpec:
     consistency: str = "Strong"
     upload_batch: int = 1000
     timeout_s: float = 10.0
+    load_timeout_s: float = 120.0
     shared_catalog: bool = True
     journal_poll_s: float = 0.5
     journal_window_s: float = 60.0
@@ -80,7 +81,7 @@ class MilvusConnection:
             except MilvusException as err:
                 if "not loaded" not in str(err):
                     raise
-                self._client.load_collection(self.spec.collection, timeout=self.spec.timeout_s)
+                self._client.load_collection(self.spec.collection, timeout=self.spec.load_timeout_s)
                 out = fn(self.client())
         except (MilvusException, OSError, RuntimeError) as err:
             self.reset()
@@ -101,22 +102,20 @@ class MilvusConnection:
                 log.debug("closing the Milvus client: %s", err)
 
     def health(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": "milvus", "uri": self.spec.uri, "collection": self.spec.collection}
-        try:
-            out["points"] = self.count()
-            out["status"] = "ok"
-        except StoreUnavailable as err:
-            out |= {"status": "unavailable", "detail": str(err)}
-        return out
+        """Where the server is and how many points the collection holds; StoreUnavailable when it is down."""
+        return {"backend": "milvus", "uri": self.spec.uri, "collection": self.spec.collection, "points": self.count()}
 
     # ------------------------------------------------------------------ the collection
     def open_collection(self, fingerprint: Mapping[str, Any], dim: int) -> None:
         """Create the collection (schema, index, loaded), or check that an existing one is this pool's."""
-        name = self.spec.collection
-        if self.call("has_collection", lambda c: c.has_collection(name, timeout=self.spec.timeout_s)):
+        if self.has():
             self.check_collection(fingerprint)
             return
         self.call("create_collection", lambda c: self._create(c, fingerprint, dim))
+
+    def has(self) -> bool:
+        name = self.spec.collection
+        return bool(self.call("has_collection", lambda c: c.has_collection(name, timeout=self.spec.timeout_s)))
 
     def _create(self, client: Any, fingerprint: Mapping[str, Any], dim: int) -> None:
         from pymilvus import DataType, MilvusClient
@@ -139,7 +138,7 @@ class MilvusConnection:
             index_params=index,
             consistency_level=self.spec.consistency,
             num_partitions=self.spec.num_partitions,
-            timeout=self.spec.timeout_s,
+            timeout=self.spec.load_timeout_s,
         )
 
     def check_collection(self, fingerprint: Mapping[str, Any]) -> None:

@@ -193,7 +193,7 @@ class MilvusStore:
         }
 
     def health(self) -> dict[str, Any]:
-        """What ``/healthz`` shows: where the server is, whether it answers, how many points it holds."""
+        """What ``/healthz`` shows: where the server is and how many points it holds (StoreUnavailable: down)."""
         return self.db.health()
 
     # ------------------------------------------------------------------ search
@@ -283,7 +283,7 @@ class MilvusStore:
         """Know points that are already in the collection (another replica added them): item ids for them,
         nothing uploaded."""
         parts = np.asarray(item_partition, dtype=np.int64).reshape(-1)
-        for p in parts:
+        for p in parts.tolist():
             self._check_partition(p)
         meta = dict(metadata or {})
         if set(meta) != set(self.metadata) or len(parts) != len(point_ids):

@@ -102,6 +102,7 @@ class QdrantIndex:
         self.metadata = dict(metadata or {})
         self.fallbacks: dict[str, str] = {}
         self.removed = np.zeros(len(self.item_partition), dtype=bool)
+        self.upload_counts: dict[str, int] = {}
         self._excluded: list[int] = []
 
     # ------------------------------------------------------------------ building
@@ -261,11 +262,13 @@ class QdrantIndex:
             raise ValueError(f"k={k}: need at least 1 result per query")
         requests, empty = [], []
         for i, (vector, route) in enumerate(zip(q, routed, strict=True)):
-            names = None if route is None else [self.categories[self._check_partition(p)] for p in set(route)]
+            names: list[Any] | None = (
+                None if route is None else [self.categories[self._check_partition(p)] for p in set(route)]
+            )
             if names == []:
                 empty.append(i)
-            must = [] if names is None else [m.FieldCondition(key=CATEGORY, match=m.MatchAny(any=names))]
-            must_not = [m.HasIdCondition(has_id=self._excluded)] if self._excluded else []
+            must: list[Any] = [] if names is None else [m.FieldCondition(key=CATEGORY, match=m.MatchAny(any=names))]
+            must_not: list[Any] = [m.HasIdCondition(has_id=list(self._excluded))] if self._excluded else []
             requests.append(
                 m.QueryRequest(
                     query=vector.tolist(),
@@ -310,7 +313,7 @@ class QdrantIndex:
         """Upsert new points (ids follow the pool's); returns their item ids."""
         x = l2_normalize(np.ascontiguousarray(embeddings, dtype=np.float32))
         parts = np.asarray(item_partition, dtype=np.int64).reshape(-1)
-        for p in parts:
+        for p in parts.tolist():
             self._check_partition(p)
         ids = np.arange(self.n_items, self.n_items + len(x))
         self.item_partition = np.concatenate([self.item_partition, parts])

@@ -23,12 +23,16 @@ class VectorStore(Protocol):
     """Items (vectors with a partition, a product and metadata) searched globally or within partitions."""
 
     factory: str
-    metric: str
     embedder_checksum: str | None
     n_partitions: int
     item_partition: np.ndarray
     item_product: np.ndarray
     metadata: dict[str, np.ndarray]
+
+    @property
+    def metric(self) -> str:
+        """ "ip" or "l2" (read-only: a store's metric is fixed when it is built)."""
+        ...
 
     @property
     def dim(self) -> int: ...
