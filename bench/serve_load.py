@@ -117,6 +117,7 @@ def _round(url: str, photos: list[bytes], args: argparse.Namespace, clients: int
     """One closed-loop run with ``clients`` searchers and one catalog changer."""
     info = json.loads(_request("GET", f"{url}/info")[1])
     category = info["categories"][0]
+    counters_before = info.get("batching")
     latencies: list[float] = []
     statuses: list[int] = []
     lock = threading.Lock()
@@ -180,7 +181,22 @@ def _round(url: str, photos: list[bytes], args: argparse.Namespace, clients: int
         "lost_changes": sorted(expected - present),
         "unexpected_products": sorted(present - expected),
         "duplicated_ids": len(ids) - len(set(ids)),
-        "server_batching": after.get("batching"),  # absent on versions before the batcher
+        "server_batching": _round_counters(counters_before, after.get("batching")),
+    }
+
+
+def _round_counters(before: dict | None, after: dict | None) -> dict | None:
+    """The server's batch sizes and shed requests during one round (None: a version before the batcher)."""
+    if before is None or after is None:
+        return None
+    sizes = {s: n - before["batch_sizes"].get(s, 0) for s, n in after["batch_sizes"].items()}
+    sizes = {s: n for s, n in sizes.items() if n}
+    batches = sum(sizes.values())
+    return {
+        "batches": batches,
+        "mean_batch": sum(int(s) * n for s, n in sizes.items()) / batches if batches else 0.0,
+        "batch_sizes": sizes,
+        "shed": {r: n - before["shed"].get(r, 0) for r, n in after["shed"].items() if n - before["shed"].get(r, 0)},
     }
 
 
