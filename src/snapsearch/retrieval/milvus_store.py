@@ -33,6 +33,7 @@ from snapsearch.retrieval.index import SearchHits
 from snapsearch.retrieval.index_build import check_items, read_chunks
 from snapsearch.retrieval.index_io import IndexFormatError, IndexMismatchError
 from snapsearch.retrieval.milvus_client import ID, MilvusConnection, MilvusSpec
+from snapsearch.retrieval.milvus_journal import MilvusJournal
 from snapsearch.retrieval.store import StoreUnavailable
 from snapsearch.utils.atomic import atomic_save_arrays, atomic_write_text
 from snapsearch.utils.progress import track
@@ -90,6 +91,7 @@ class MilvusStore:
         self.point_ids = np.arange(self.n_pool, dtype=np.int64)  # item id -> point id (pool: the same)
         self._item_of_added: dict[int, int] = {}  # point id -> item id, for items added after the pool
         self._excluded: list[int] = []
+        self._journal: MilvusJournal | None = None
         self.fingerprint = {
             "embedder_checksum": embedder_checksum,
             "pool_digest": pool_digest(self.item_partition, self.item_product, self.metadata),
@@ -142,15 +144,18 @@ class MilvusStore:
         return store
 
     def _insert(self, point_ids: np.ndarray, item_ids: np.ndarray, x: np.ndarray) -> None:
+        """Pool items (or known items) by item id: their category, product and image id go with them."""
+        integer = np.issubdtype(self.item_product.dtype, np.integer)
+        products = self.item_product[item_ids] if integer else np.full(len(item_ids), -1)
+        images = self.metadata[IMAGE][item_ids] if IMAGE in self.metadata else np.full(len(item_ids), "")
+        self._send(point_ids, self.item_partition[item_ids], products, images, x)
+
+    def _send(self, point_ids: np.ndarray, parts: np.ndarray, products: np.ndarray, images, x: np.ndarray) -> None:
         rows = [
-            {
-                ID: int(pid),
-                VECTOR: vec.tolist(),
-                CATEGORY: self.categories[int(self.item_partition[i])],
-                PRODUCT: int(self.item_product[i]) if np.issubdtype(self.item_product.dtype, np.integer) else -1,
-                IMAGE: str(self.metadata[IMAGE][i]) if IMAGE in self.metadata else "",
-            }
-            for pid, i, vec in zip(point_ids.tolist(), item_ids.tolist(), x, strict=True)
+            {ID: pid, VECTOR: vec.tolist(), CATEGORY: self.categories[p], PRODUCT: int(prod), IMAGE: str(image)}
+            for pid, p, prod, image, vec in zip(
+                point_ids.tolist(), parts.tolist(), products.tolist(), list(images), x, strict=True
+            )
         ]
         if rows:
             self.db.insert(rows)
@@ -172,6 +177,13 @@ class MilvusStore:
     def persistent(self) -> bool:
         """The vectors live in the server: a pointer to them is worth saving."""
         return True
+
+    @property
+    def journal(self) -> MilvusJournal:
+        """The catalog journal replicas share (``<collection>__changes``), opened on first use."""
+        if self._journal is None:
+            self._journal = MilvusJournal(self.spec)
+        return self._journal
 
     @property
     def shared(self) -> bool:
@@ -265,13 +277,30 @@ class MilvusStore:
         metadata: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Insert new points (fresh random point ids, so replicas never collide); returns their item ids."""
+        point_ids = self.upload(embeddings, item_partition, item_product, metadata)
+        return self.attach(point_ids, item_partition, item_product, metadata)
+
+    def upload(
+        self,
+        embeddings: np.ndarray,
+        item_partition: np.ndarray,
+        item_product: np.ndarray,
+        metadata: Mapping[str, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Insert points under fresh random point ids without knowing them here yet (see :meth:`attach`);
+        returns the point ids."""
         x = l2_normalize(np.ascontiguousarray(embeddings, dtype=np.float32))
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"add needs (n, {self.dim}) embeddings, got {x.shape}")
+        parts = np.asarray(item_partition, dtype=np.int64).reshape(-1)
+        if x.ndim != 2 or x.shape[1] != self.dim or len(parts) != len(x):
+            raise ValueError(f"add needs (n, {self.dim}) embeddings with one partition each, got {x.shape}")
+        for p in parts.tolist():
+            self._check_partition(p)
         point_ids = np.array([(1 << ADDED_ID_BITS) + secrets.randbits(ADDED_ID_BITS) for _ in x], dtype=np.int64)
-        ids = self.attach(point_ids, item_partition, item_product, metadata)
-        self._insert(point_ids, ids, x)
-        return ids
+        products = np.asarray(item_product).reshape(-1)
+        products = products if np.issubdtype(products.dtype, np.integer) else np.full(len(x), -1)
+        images = (metadata or {}).get(IMAGE, np.full(len(x), ""))
+        self._send(point_ids, parts, products, images, x)
+        return point_ids
 
     def attach(
         self,

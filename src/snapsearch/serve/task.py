@@ -13,7 +13,8 @@ from omegaconf import DictConfig
 import snapsearch
 from snapsearch.runtime import threads
 from snapsearch.search.config import cascade_from_config
-from snapsearch.search.live import LiveCatalog, LiveOptions
+from snapsearch.search.live import LiveOptions
+from snapsearch.search.shared_catalog import open_live_catalog
 from snapsearch.serve.app import create_app
 from snapsearch.serve.batcher import BatchOptions
 from snapsearch.utils.layout import BundleDir, RunDir
@@ -31,7 +32,7 @@ def build_app(cfg: DictConfig) -> FastAPI:
         changes = (
             BundleDir(Path(cfg.bundle)).catalog_changes if cfg.bundle else RunDir(Path(cfg.run_dir)).catalog_changes
         )
-    live = LiveCatalog(cascade, changes, LiveOptions.from_config(cfg.get("live_catalog")))
+    live = open_live_catalog(cascade, changes, LiveOptions.from_config(cfg.get("live_catalog")))
     source = {
         "kind": "bundle" if cfg.bundle else "run_dir",
         "path": str(Path(cfg.bundle or cfg.run_dir).resolve()),
