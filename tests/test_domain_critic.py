@@ -4,10 +4,12 @@ from a fresh probe while a task signal survives), and validation scoring the sel
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from snapsearch.training.domain_critic import DomainCritics, reversal_scale, reverse_gradient
+from snapsearch.training.multitask_system import MultiTaskSystem
 from snapsearch.training.retrieval_validation import POOL_LOADER, QUERY_LOADER, RetrievalValidation
 
 
@@ -91,3 +93,38 @@ def test_retrieval_validation_scores_the_selection_fold_apart() -> None:
     val.add(POOL_LOADER, pool, torch.arange(4), torch.arange(4))
     metrics = val.compute()
     assert metrics is not None and metrics["R@1"] == 1.0 and metrics["fold/R@1"] == 0.5
+
+
+class _RecordingLoss(nn.Module):
+    """Stands in for the metric loss: remembers which products it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.products: list[int] = []
+
+    def forward(self, emb: torch.Tensor, products: torch.Tensor, _pairs: object) -> torch.Tensor:
+        self.products += products.tolist()
+        return emb.sum() * 0
+
+
+@pytest.mark.parametrize(("scope", "seen_by_metric_loss"), [("all", [0, 0, 1, 1]), ("photographed", [0, 0])])
+def test_metric_loss_leaves_photo_less_products_to_the_category_head(scope: str, seen_by_metric_loss: list) -> None:
+    """``multitask.embedding_products=photographed``: a product trained from its catalog images alone (index 1
+    here) reaches the category loss but never the metric loss."""
+    backbone = {"name": "test_efficientnet", "pretrained": False, "weights": None, "checkpoint": None,
+                "drop_rate": 0.0, "input_size": 64}  # fmt: skip
+    embedder = {
+        "embedding_dim": 16,
+        "gem_p": 3.0,
+        "loss": {"_target_": "pytorch_metric_learning.losses.ContrastiveLoss"},
+    }
+    multitask = {"category_weight": 1.0, "embedding_weight": 1.0, "freeze_backbone_epochs": 0,
+                 "backbone_lr_scale": 1.0, "embedding_products": scope,
+                 "domain_invariance": {"weight": 0.0}}  # fmt: skip
+    system = MultiTaskSystem(backbone, ["a", "b"], ["p0", "p1", "p2"], embedder, multitask, 0.0, {}, {}, False,
+                             photo_less=(1,))  # fmt: skip
+    system.metric_loss = _RecordingLoss()
+    batch = {"image": torch.randn(4, 3, 64, 64), "label": torch.tensor([0, 0, 1, 1]),
+             "product": torch.tensor([0, 0, 1, 1]), "photo": torch.tensor([1, 0, 0, 0]), "n_skipped": 0}  # fmt: skip
+    loss = system.training_step(batch, 0)
+    assert system.metric_loss.products == seen_by_metric_loss and loss is not None and torch.isfinite(loss)

@@ -43,8 +43,15 @@ class LabelMaps:
 
     def fold_indices(self) -> tuple[int, ...]:
         """Product indices of the selection fold (what validation scores apart)."""
+        return self._indices(self.selection_fold)
+
+    def photo_less_indices(self) -> tuple[int, ...]:
+        """Product indices trained without a shopper photo: the held-out products and the selection fold."""
+        return self._indices(sorted({*self.unseen_products, *self.selection_fold}))
+
+    def _indices(self, products: list[str]) -> tuple[int, ...]:
         index = {p: i for i, p in enumerate(self.products)}
-        return tuple(index[p] for p in self.selection_fold)
+        return tuple(index[p] for p in products)
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2))

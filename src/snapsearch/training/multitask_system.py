@@ -24,6 +24,9 @@ from snapsearch.training.optim import START_EPOCH, configure_optimization
 from snapsearch.training.retrieval_validation import QUERY_LOADER, RetrievalValidation
 
 JOINT_METRIC = "val/joint"
+# multitask.embedding_products: the metric loss on every product's images, or only on products with shopper
+# photos in training (the others' catalog images then teach the category head alone)
+EMBEDDING_SCOPES = ("all", "photographed")
 
 
 class MultiTaskSystem(CategoryEvaluation):
@@ -42,6 +45,7 @@ class MultiTaskSystem(CategoryEvaluation):
         channels_last: bool,
         retrieval_ks: tuple[int, ...] = DEFAULT_KS,
         selection_fold: tuple[int, ...] = (),
+        photo_less: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -54,6 +58,15 @@ class MultiTaskSystem(CategoryEvaluation):
         self.init_category_metrics(len(categories))
         self.retrieval = RetrievalValidation(self.model.embedding_dim, tuple(retrieval_ks), selection_fold)
         self.domain = self._domain_critics(multitask.get("domain_invariance"))
+        scope = multitask.get("embedding_products", "all")  # checkpoints older than the option trained on all
+        if scope not in EMBEDDING_SCOPES:
+            raise ValueError(f"multitask.embedding_products={scope!r}; use one of {EMBEDDING_SCOPES}")
+        # products the metric loss leaves to the category head: none, or those trained without shopper photos
+        self.register_buffer(
+            "embedding_skips",
+            torch.as_tensor(photo_less if scope == "photographed" else (), dtype=torch.long),
+            persistent=False,
+        )
 
     def _domain_critics(self, recipe: dict[str, Any] | None) -> DomainCritics | None:
         """The critics of ``multitask.domain_invariance`` (checkpoints older than it have none)."""
@@ -79,8 +92,8 @@ class MultiTaskSystem(CategoryEvaluation):
             return None
         logits, emb, pooled = self.model.training_outputs(batch["image"])
         category = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
-        products = batch["product"]
-        embedding = self.metric_loss(emb, products, self.miner(emb, products) if self.miner is not None else None)
+        keep = ~torch.isin(batch["product"], self.embedding_skips)
+        embedding = self._metric_loss(emb[keep], batch["product"][keep])
         weights = self.hparams.multitask
         loss = weights["category_weight"] * category + weights["embedding_weight"] * embedding
         n = len(logits)
@@ -94,6 +107,11 @@ class MultiTaskSystem(CategoryEvaluation):
         self.log("train/loss_category", category, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/loss_embedding", embedding, on_step=False, on_epoch=True, batch_size=n)
         return loss
+
+    def _metric_loss(self, emb: torch.Tensor, products: torch.Tensor) -> torch.Tensor:
+        if len(emb) == 0:
+            return emb.sum()  # zero, attached to the graph
+        return self.metric_loss(emb, products, self.miner(emb, products) if self.miner is not None else None)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch["image"].shape[0] == 0:

@@ -257,6 +257,7 @@ def train_multitask(cfg: DictConfig, dm: SnapDataModule, run_dir: Path, loggers:
         products=dm.labels.products,
         embedder=_plain(cfg.model.embedder),
         selection_fold=dm.labels.fold_indices(),
+        photo_less=dm.labels.photo_less_indices(),
         multitask=_plain(cfg.multitask),
         label_smoothing=cfg.model.classifier.label_smoothing,
         optimizer=_plain(cfg.model.optimizer),
