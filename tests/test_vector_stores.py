@@ -38,6 +38,10 @@ STRATEGIES = {
 
 @pytest.fixture(scope="module")
 def pool() -> dict[str, np.ndarray]:
+    return make_pool()
+
+
+def make_pool() -> dict[str, np.ndarray]:
     """Clustered vectors with a skewed partition mix; several images per product."""
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((N_PARTITIONS, DIM))

@@ -5,6 +5,7 @@ the next call connects afresh: the store recovers by itself when the server is b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -49,6 +50,14 @@ class MilvusSpec:
     def public(self) -> dict[str, Any]:
         """The spec as saved in a pointer (the token itself is never written anywhere)."""
         return asdict(self)
+
+
+def pool_digest(item_partition: np.ndarray, item_product: np.ndarray, metadata: Mapping[str, np.ndarray]) -> str:
+    """What the collection's points stand for, in pool order: partitions, products and image ids."""
+    h = hashlib.sha256()
+    for arr in (item_partition, item_product, *(metadata[k] for k in sorted(metadata))):
+        h.update(np.asarray(arr).astype(str).tobytes())
+    return h.hexdigest()
 
 
 class MilvusConnection:

@@ -17,7 +17,6 @@ reconnects.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import secrets
@@ -32,7 +31,7 @@ from snapsearch.retrieval.faiss_factory import l2_normalize
 from snapsearch.retrieval.index import SearchHits
 from snapsearch.retrieval.index_build import check_items, read_chunks
 from snapsearch.retrieval.index_io import IndexFormatError, IndexMismatchError
-from snapsearch.retrieval.milvus_client import ID, MilvusConnection, MilvusSpec
+from snapsearch.retrieval.milvus_client import ID, MilvusConnection, MilvusSpec, pool_digest
 from snapsearch.retrieval.milvus_journal import MilvusJournal
 from snapsearch.retrieval.store import StoreUnavailable
 from snapsearch.utils.atomic import atomic_save_arrays, atomic_write_text
@@ -44,14 +43,6 @@ POINTER_FILE = "milvus.json"
 ARRAYS_FILE = "items.npz"
 VECTOR, CATEGORY, PRODUCT, IMAGE = "vector", "category", "product", "image_id"
 ADDED_ID_BITS = 62  # live-added point ids: random in [2**62, 2**63), far above any pool position
-
-
-def pool_digest(item_partition: np.ndarray, item_product: np.ndarray, metadata: Mapping[str, np.ndarray]) -> str:
-    """What the collection's points stand for, in pool order: partitions, products and image ids."""
-    h = hashlib.sha256()
-    for arr in (item_partition, item_product, *(metadata[k] for k in sorted(metadata))):
-        h.update(np.asarray(arr).astype(str).tobytes())
-    return h.hexdigest()
 
 
 class MilvusStore:

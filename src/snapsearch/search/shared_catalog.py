@@ -45,6 +45,7 @@ class SharedCatalog(LiveCatalog):
     def __init__(self, cascade: Cascade, folder: str | Path, options: LiveOptions | None = None) -> None:
         self.cascade = cascade
         self.folder = Path(folder)
+        (self.folder / "images").mkdir(parents=True, exist_ok=True)
         self.options = options or LiveOptions()
         self.lock = RWLock()
         cascade.lock = self.lock.reader
