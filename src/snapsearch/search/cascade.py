@@ -3,7 +3,9 @@ verification, ``search.py``, the service), so a photo is never ranked two ways.
 
 A cascade holds a runtime (eager PyTorch, TorchScript or onnxruntime), the partitioned index of the catalog,
 the product table the index points into, and the routing strategies it may use. Open one with
-:meth:`Cascade.from_run` or :meth:`Cascade.from_bundle`.
+:meth:`Cascade.from_run` or :meth:`Cascade.from_bundle`. A search is three stages (:meth:`Cascade.prepare`,
+:meth:`Cascade.infer_batch`, :meth:`Cascade.rank_batch`): ``search_batch`` runs them in a row, the service's
+batcher on its threads (:mod:`snapsearch.search.stages`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,18 +34,8 @@ from snapsearch.search.products import ProductTable
 from snapsearch.search.query_image import QueryImage, to_rgb
 from snapsearch.search.query_type import QueryTypeError, QueryTypeHead, check_routes
 from snapsearch.search.result import SearchResult, TextRead
-from snapsearch.search.stages import BatchOutputs, Prepared, Query, stamp
+from snapsearch.search.stages import BatchOutputs, Inferred, Prepared, Query, stamp
 from snapsearch.search.text import OcrText, TextSearch
-
-
-class Inferred(NamedTuple):
-    """One batch through the models: what the ranking and the query-type head read, and the time taken."""
-
-    probs: np.ndarray
-    emb: np.ndarray
-    features: np.ndarray | None  # the gate's pooled features, when a query-type head reads them
-    classify_s: float
-    embed_s: float
 
 
 class SearchError(ValueError):

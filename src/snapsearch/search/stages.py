@@ -6,6 +6,7 @@ thread pool and ``infer_batch`` + ``rank_batch`` on one worker; ``search_batch``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,6 +40,16 @@ class Query:
     prepared: Prepared
     k: int
     strategy: str | None
+
+
+class Inferred(NamedTuple):
+    """One batch through the models: what the ranking and the query-type head read, and the time taken."""
+
+    probs: np.ndarray
+    emb: np.ndarray
+    features: np.ndarray | None  # the gate's pooled features, when a query-type head reads them
+    classify_s: float
+    embed_s: float
 
 
 @dataclass(frozen=True)
