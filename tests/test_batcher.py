@@ -5,6 +5,7 @@ stops with the app. The worker is held on an event where a test needs a queue: n
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from snapsearch.search.cascade import Cascade
 from snapsearch.search.live import LiveCatalog
 from snapsearch.search.rwlock import RWLock
 from snapsearch.serve.app import create_app
-from snapsearch.serve.batcher import Batcher, BatchOptions
+from snapsearch.serve.batcher import Batcher, BatchOptions, Shed
 from tests.conftest import CONF_DIR, run_manifest
 
 SHIPPED = BatchOptions.from_config(OmegaConf.load(CONF_DIR / "serve.yaml"))
@@ -158,6 +159,29 @@ def test_an_expired_deadline_is_dropped_before_inference(service, photos: list[b
     assert "Retry-After" in dropped.headers  # type: ignore[union-attr]
     assert held.passes == [1]  # no model pass was spent on it
     assert batcher.stats()["shed"] == {"deadline": 1}
+
+
+def test_a_query_whose_client_left_is_dropped_before_inference(service, photos: list[bytes]) -> None:
+    client = service()
+    batcher = _batcher(client)
+    held = Held(client.app.state.serve.cascade)  # type: ignore[attr-defined]
+    threads, out = _in_threads([lambda: _post(client, photos[0], k=2)])
+    assert held.entered.wait(WAIT_S)
+
+    async def leaving_client() -> None:
+        async def gone() -> None:  # the disconnect arrives while the query waits in the queue
+            await asyncio.sleep(0)
+
+        with batcher.admit() as ticket, pytest.raises(Shed, match="disconnected"):
+            await batcher.search(photos[1], 2, None, ticket, gone)
+
+    asyncio.run(leaving_client())
+    held.release()
+    for t in threads:
+        t.join()
+    assert out[0].status_code == 200  # type: ignore[union-attr]
+    _until(lambda: batcher.stats()["shed"] == {"gone": 1})
+    assert held.passes == [1]  # no model pass was spent on it
 
 
 def test_a_catalog_change_waits_for_the_read_section_of_a_search(service, photos: list[bytes]) -> None:
