@@ -23,6 +23,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _reusable_bind(port: int) -> socket.socket | None:
+    """Bind as Milvus's own (Go) listeners do, with SO_REUSEADDR: a restarted server may take its port back
+    while the killed one's connections sit in TIME_WAIT (the package's probe would call it busy for 60 s)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+
 class MilvusProcess:
     """One Milvus standalone server process (``milvus`` package), restartable on the same data and port."""
 
@@ -31,9 +45,12 @@ class MilvusProcess:
 
         self.base_dir = Path(base_dir)
         self.port = port or free_port()
-        self._server = MilvusServer(MilvusServerConfig())
+        config = MilvusServerConfig()
+        config.try_bind_port = _reusable_bind
+        self._server = MilvusServer(config)
         self._server.set_base_dir(str(self.base_dir))
         self._server.listen_port = self.port
+        self._server.config.update(proxy_port=self.port)  # a busy port is an error, not a silent move
         for component in COMPONENTS:
             self._server.config.set(f"{component}.ip", "127.0.0.1")
 
@@ -51,9 +68,14 @@ class MilvusProcess:
         return None if proc is None else proc.pid
 
     def start(self) -> MilvusProcess:
-        """Start and wait until its health check answers (about 11 s here)."""
+        """Start and wait until its health check answers (about 11 s here). The package moves to the next
+        free port when the asked one is busy: wait for it first (a restart follows a kill), and check."""
+        self.wait_port_free()
         self._server.start()
         self._server.wait_started(START_TIMEOUT_MS)
+        if self._server.listen_port != self.port:
+            self.stop()
+            raise RuntimeError(f"Milvus took port {self._server.listen_port}, not {self.port}")
         return self
 
     def kill(self) -> None:
@@ -86,14 +108,11 @@ class MilvusProcess:
         self._server.proc_fds.clear()
         self._server.config.cleanup_listen_ports()
 
-    def wait_port_free(self, timeout_s: float = 30.0) -> None:
-        """A restart binds the same port again: wait until the killed server's socket is gone."""
+    def wait_port_free(self, timeout_s: float = 60.0) -> None:
+        """A restart binds the same port again: wait until the killed server's listener is gone."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", self.port))
-                    return
-                except OSError:
-                    time.sleep(0.2)
-        raise TimeoutError(f"port {self.port} still busy after {timeout_s} s")
+        while (sock := _reusable_bind(self.port)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"port {self.port} still busy after {timeout_s} s")
+            time.sleep(0.2)
+        sock.close()

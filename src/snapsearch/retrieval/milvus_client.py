@@ -82,6 +82,7 @@ class MilvusConnection:
     def call(self, what: str, fn: Callable[[Any], T]) -> T:
         """``fn(client)``; StoreUnavailable (the client dropped) when the server cannot be reached or fails.
         A collection the restarted server has not loaded yet is loaded and the call tried once more."""
+        from grpc import RpcError
         from pymilvus import MilvusException
 
         try:
@@ -92,7 +93,7 @@ class MilvusConnection:
                     raise
                 self._client.load_collection(self.spec.collection, timeout=self.spec.load_timeout_s)
                 out = fn(self.client())
-        except (MilvusException, OSError, RuntimeError) as err:
+        except (MilvusException, RpcError, OSError, RuntimeError) as err:
             self.reset()
             self.last_error = f"{type(err).__name__}: {err}"
             raise StoreUnavailable(
