@@ -248,6 +248,6 @@ def test_the_worker_stops_with_the_app(smoke_bundle: Path, tmp_path: Path, photo
     with TestClient(app) as client:
         batcher = _batcher(client)
         assert batcher.running and _post(client, photos[0], k=2).status_code == 200
-        worker = batcher._worker
+        worker, pool = batcher._worker, batcher._pool
     assert not batcher.running and worker is not None and not worker.is_alive()
-    assert not [t for t in threading.enumerate() if t.name.startswith("prepare")]
+    assert pool is not None and not [t for t in pool._threads if t.is_alive()]  # its preparation threads

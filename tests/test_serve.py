@@ -9,6 +9,7 @@ import json
 import threading
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -35,8 +36,9 @@ def _client(bundle: Path, changes: Path) -> TestClient:
 
 
 @pytest.fixture(scope="module")
-def client(smoke_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> TestClient:
-    return _client(smoke_bundle, tmp_path_factory.mktemp("changes"))
+def client(smoke_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with _client(smoke_bundle, tmp_path_factory.mktemp("changes")) as started:  # the app's lifespan: its batcher
+        yield started
 
 
 def _search(client: TestClient, data: bytes, **params) -> dict:
