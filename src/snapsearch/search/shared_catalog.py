@@ -5,7 +5,9 @@ An add uploads the product's vectors (random point ids: replicas never collide),
 the store's journal naming the product (its metadata travels in the event) and those point ids; a removal
 appends its event and deletes the points. Every replica applies the journal's events once each, its own at
 once and the others' from a poller (``index.journal_poll_s``), under the catalog's write lock, so a search
-sees a change wholly or not at all. A replica that starts replays the whole journal onto its source's
+sees a change wholly or not at all. Across replicas a removal is seen in two steps: its points leave the
+shared store at once (no replica finds the product any more), its record goes at the replica's next poll
+(``GET /products/{id}`` answers 200 until then). A replica that starts replays the whole journal onto its source's
 catalog. Images of added products stay on the disk of the replica that took them (``catalog_changes``; point
 it at a shared volume to serve every image from every replica). An add whose process dies between its upload
 and its journal event leaves points no replica knows: they never appear in answers.
