@@ -2,7 +2,7 @@
 
     python bench/serve_load.py --source bundle=BUNDLE --photos 'DIR/*.jpg' [--clients 1 16 64]
                                [--searches 200 800 800] [--changes 20] [--extra max_in_flight=...]
-                               [--serve-root CHECKOUT] [--label NAME]
+                               [--serve-root CHECKOUT] [--label NAME] [--milvus [--milvus-consistency LEVEL]]
 
 Starts ``serve.py`` (of ``--serve-root``, default this checkout: another checkout measures an older version
 with the same load) on 127.0.0.1 with a fresh catalog-changes folder, then for each client count, closed
@@ -11,11 +11,15 @@ adds ``--changes`` products and deletes every other one of them again. A client 
 ``Retry-After`` and sends the next search. Reports searches/s answered, p50/p95/p99 latency of the answered
 searches, the share of 503s, other 5xx (must be 0), the server's batch sizes, and checks that the catalog
 ends with exactly the products the changes leave (none lost, none duplicated). Prints and writes JSON.
+``--milvus``: the service runs on ``index=milvus`` (conf/index/milvus.yaml as it is, unless
+``--milvus-consistency`` overrides its consistency level) against a Milvus standalone server this script
+starts on 127.0.0.1 (tests/milvus_server.py; its data in the temporary folder) and stops at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import http.client
 import json
@@ -36,6 +40,7 @@ import numpy as np
 from record import save_results
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 START_TIMEOUT_S = 600
 REQUEST_TIMEOUT_S = 120
 
@@ -212,8 +217,12 @@ def main() -> None:
     ap.add_argument("--extra", nargs="*", default=[], help="more serve.py overrides")
     ap.add_argument("--serve-root", default=str(ROOT), help="the checkout whose serve.py runs")
     ap.add_argument("--label", default="this checkout", help="what is measured (recorded)")
+    ap.add_argument("--milvus", action="store_true", help="index=milvus on a local server started here")
+    ap.add_argument("--milvus-consistency", default=None, help="override index.consistency (Strong, Bounded...)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve_load.json"))
     args = ap.parse_args()
+    if args.milvus_consistency and not args.milvus:
+        raise SystemExit("--milvus-consistency needs --milvus")
     if len(args.searches) != len(args.clients):
         raise SystemExit("--searches needs one count per --clients value")
     photos = [Path(p).read_bytes() for p in sorted(glob.glob(args.photos))]
@@ -221,8 +230,16 @@ def main() -> None:
         raise SystemExit(f"--photos {args.photos!r} matches no file")
 
     rounds = []
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _start(Path(args.serve_root), args.source, args.extra, Path(tmp) / "changes")
+    extra = list(args.extra)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if args.milvus:
+            from tests.milvus_server import MilvusProcess
+
+            server = MilvusProcess(Path(tmp) / "milvus").start()
+            stack.callback(server.stop)
+            extra += ["index=milvus", f"index.uri={server.uri}", "index.collection=serve_load"]
+            extra += [f"index.consistency={args.milvus_consistency}"] if args.milvus_consistency else []
+        proc, url = _start(Path(args.serve_root), args.source, extra, Path(tmp) / "changes")
         try:
             for clients, searches in zip(args.clients, args.searches, strict=True):
                 rounds.append(_round(url, photos, args, clients, searches))
@@ -234,7 +251,8 @@ def main() -> None:
         "label": args.label,
         "serve_root": args.serve_root,
         "source": args.source,
-        "extra": args.extra,
+        "extra": extra,
+        "store": "milvus (local standalone server)" if args.milvus else "the source's index in-process (FAISS)",
         "strategy": args.strategy or "the service's default",
         "k": args.k,
         "photos": len(photos),
