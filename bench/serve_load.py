@@ -242,7 +242,9 @@ def main() -> None:
         proc, url = _start(Path(args.serve_root), args.source, extra, Path(tmp) / "changes")
         try:
             for clients, searches in zip(args.clients, args.searches, strict=True):
+                load = os.getloadavg()  # 1/5/15-min load: the bench itself adds ~2 to what else runs
                 rounds.append(_round(url, photos, args, clients, searches))
+                rounds[-1] |= {"loadavg_start": load, "loadavg_end": os.getloadavg()}
                 print(json.dumps(rounds[-1]), flush=True)
         finally:
             proc.terminate()
