@@ -7,12 +7,14 @@ pool). Measures the bulk load (points/s through the client, then the server's in
 (global; routed to the top-1 and top-3 partitions by the gate's probabilities): batch-1 latency p50/p95 and
 recall@10 against exact search over the same candidates (numpy, the same routing). FAISS IVF is swept over
 nprobe and reported at the first nprobe that reaches Milvus's recall. One server process on this machine:
-network round trips through loopback, no shards, no replicas, no query nodes to scale. Writes JSON.
+network round trips through loopback, no shards, no replicas, no query nodes to scale. Writes JSON (the
+Milvus rows as soon as they are measured, before FAISS starts: a run stopped there keeps them).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -86,6 +88,7 @@ def main() -> None:
     ap.add_argument("--ef", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--consistency", default="Strong", help="the collection's consistency level (Strong, Bounded)")
     ap.add_argument("--index-timeout", type=float, default=1800)
+    ap.add_argument("--note", default="", help="how the machine was shared while measuring (recorded)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "milvus.json"))
     args = ap.parse_args()
     pool = make_pool(args.n, args.dim, args.partitions, args.queries)
@@ -118,6 +121,10 @@ def main() -> None:
                     print(row | lat, flush=True)
         finally:
             server.stop()
+    payload = {"n": args.n, "dim": args.dim, "partitions": args.partitions, "queries": args.queries, "k": K}
+    payload |= {"consistency": args.consistency, "load": load, "load_avg_after_milvus": os.getloadavg()}
+    # written now too: a run stopped during the FAISS part below keeps the Milvus rows
+    save_results(args.out, payload | {"results": rows, "faiss": "not run yet"}, note=args.note)
     t0 = time.perf_counter()
     ivf = PartitionedIndex.build(pool["vectors"], part, pool["product"], args.partitions, factory="IVF{nlist},Flat")
     ivf_build = time.perf_counter() - t0
@@ -133,9 +140,7 @@ def main() -> None:
                 rows.append(row | lat)
                 print(row | lat, flush=True)
                 break
-    payload = {"n": args.n, "dim": args.dim, "partitions": args.partitions, "queries": args.queries, "k": K}
-    payload["consistency"] = args.consistency
-    save_results(args.out, payload | {"load": load, "results": rows}, note="CPU shared with a training job")
+    save_results(args.out, payload | {"results": rows, "load_avg_end": os.getloadavg()}, note=args.note)
 
 
 if __name__ == "__main__":
