@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.milvus_server import MilvusProcess  # noqa: E402
 
-# Off in both runs: they cost CPU and do not read the index differently from the strategies' own scoring.
+# Off in both runs to save CPU: the rejection study (its held-out-products index is not compared), bootstrap
+# intervals (they resample the same per-query results), and all but 5 latency queries.
 LEAN = ["logger=none", "rejection.enabled=false", "bootstrap.resamples=0", "latency.n_queries=5", "latency.warmup=1"]
 
 
