@@ -79,6 +79,7 @@ def test_evaluate_extended_catalog_generic_embedder(smoke_run: Path, tmp_path: P
     assert set(report["strategies"]) == {"global", "top1"}
 
 
+@pytest.mark.slow
 def test_evaluate_shared_trunk_beside_the_separate_models(smoke_run: Path, tmp_path: Path) -> None:
     """One trunk for both stages: the classifier's pooled features serve as the embedding; its report shows
     the separate models' evaluation of the same queries beside it, and says how each model was chosen."""
@@ -103,11 +104,13 @@ def test_evaluate_shared_trunk_beside_the_separate_models(smoke_run: Path, tmp_p
     np.testing.assert_allclose(emb, runtime.embed(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_evaluate_prior_correction_on_resampled_stream(smoke_run: Path, tmp_path: Path) -> None:
     report = _evaluate(smoke_run, tmp_path, "cascade=top1", "prior_correction=true", "stream.resample_alpha=0.5")
     assert set(report["strategies"]) == {"global", "top1", "top1+em"}
 
 
+@pytest.mark.slow
 def test_evaluate_on_qdrant_matches_flat(smoke_run: Path, tmp_path: Path) -> None:
     """index=qdrant (embedded, exact) gives the metrics index=flat gives, for every strategy."""
     pytest.importorskip("qdrant_client")
@@ -135,6 +138,7 @@ def test_growing_pool_nested_and_anchored(smoke_run: Path, tmp_path: Path) -> No
     assert out, "no growing_pool.png"
 
 
+@pytest.mark.slow
 def test_camera_faults_are_seeded_and_reported(smoke_run: Path, tmp_path: Path) -> None:
     """Each corruption is replayed exactly (same seed: same numbers), clean is the anchor (100% kept)."""
     overrides = (

@@ -27,6 +27,9 @@ from tests.conftest import ROOT, SERVER_START_S
 from tests.milvus_server import MilvusProcess, free_port
 from tests.test_vector_stores import CATEGORIES, STRATEGIES, _faiss, _rankings, make_pool
 
+# Every test here needs the Milvus server (a ~11 s start) or kills/restarts it: CI runs them with -m slow.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("pymilvus", reason="pymilvus (the milvus extra) is not installed")
 RECOVER_S = 300  # a restarted server takes 1-2 min here (2 shared cores) before it answers again
 
@@ -112,7 +115,6 @@ def test_catalog_changes_excluded_views_and_a_foreign_pool(milvus, pool) -> None
         _milvus(pool, _spec(milvus, "changes"), checksum="emb-2")
 
 
-@pytest.mark.slow
 def test_bulk_load_killed_midway_resumes_to_exactly_the_pool(milvus) -> None:
     """SIGKILL the server while a 20k-point load uploads, restart it: the interrupted load either fails
     (StoreUnavailable) or carries on once the server is back; a rerun then finds every point there once."""
@@ -150,7 +152,6 @@ def test_bulk_load_killed_midway_resumes_to_exactly_the_pool(milvus) -> None:
     assert resumed.db.present(0, 16_000).tolist() == list(range(16_000))
 
 
-@pytest.mark.slow
 def test_restart_keeps_the_collection_and_its_answers(milvus, pool, tmp_path) -> None:
     store = _milvus(pool, _spec(milvus, "restart"))
     before = _rankings(store, pool, "top1")
@@ -194,7 +195,6 @@ def test_service_live_catalog_on_milvus(milvus, smoke_bundle: Path, query_photo:
         assert all(p["product_id"] != "m-1" for p in _search(client, photo, k=10)["products"])
 
 
-@pytest.mark.slow
 def test_server_down_503_then_recovers(milvus, smoke_bundle: Path, query_photo: Path, tmp_path: Path) -> None:
     with _service(smoke_bundle, _spec(milvus, "outage"), tmp_path / "changes") as client:
         photo = query_photo.read_bytes()
@@ -262,7 +262,6 @@ def _eventually(check, timeout_s: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.slow
 def test_two_service_processes_share_one_collection(milvus, smoke_bundle: Path, query_photo: Path, tmp_path) -> None:
     """Shared-store mode: a product added through one serve.py process is found through another on the same
     collection, and a delete through the second is gone from the first (the journal, not a local file)."""

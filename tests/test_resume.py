@@ -21,6 +21,9 @@ import torch
 
 from .conftest import ROOT, TIMEOUT_S, run_train
 
+# Each test trains in subprocesses and kills them: CI runs them with -m slow.
+pytestmark = pytest.mark.slow
+
 COMMON = (
     "experiment=smoke",
     "stages=[classifier]",

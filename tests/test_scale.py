@@ -54,6 +54,7 @@ def test_writer_cuts_batches_into_shards_and_counts_unreadable(tmp_path: Path) -
     assert writer.buffers == {} and writer.written == [0, 1]
 
 
+@pytest.mark.slow
 def test_embed_resumes_only_missing_shards_and_refuses_another_plan(smoke_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "shards"
     _embed(tmp_path, smoke_run, out)
@@ -74,6 +75,7 @@ def test_embed_resumes_only_missing_shards_and_refuses_another_plan(smoke_run: P
         _embed(tmp_path, smoke_run, out, "shard_size=16")
 
 
+@pytest.mark.slow
 def test_evaluate_from_shards_matches_in_memory_index(smoke_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "shards"
     _embed(tmp_path, smoke_run, out)

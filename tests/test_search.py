@@ -108,6 +108,7 @@ def test_search_and_serve_write_no_log_file(script: str, overrides: list[str], t
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_search_cli_table_jsonl_and_errors(smoke_bundle: Path, query_photo: Path, tmp_path: Path) -> None:
     table = _search_cli(tmp_path, f"bundle={smoke_bundle}", f"image={query_photo}", "k=3")
     assert table.returncode == 0, table.stderr[-3000:]
