@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-from snapsearch.deploy.export import ExportError, export_bundle
+from snapsearch.deploy.export import ExportError, Int8Options, export_bundle
 from snapsearch.runtime.bundle import BundleError, read_bundle
 from snapsearch.runtime.models import BundleRuntime, TorchRuntime
 
@@ -36,6 +37,10 @@ def test_bundle_contents_and_verification(bundle: Path) -> None:
         assert emb["verification"][fmt]["nn_agreement"] == 1.0
     assert cls["outputs"] == ["probabilities", "features"]
     assert "probabilities/accuracy" in cls["verification"]["onnx_int8"]
+    assert cls["verification"]["onnx_int8"]["calibration_photos"] > 0  # static: ranges from training photos
+    graph = onnx.load(str(bundle / cls["files"]["onnx_int8"])).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "ConvInteger" not in ops  # QDQ, not dynamic
     assert set(meta["versions"]) >= {"torch", "onnx", "onnxruntime", "timm", "opset"}
     # verified through the Cascade before publishing: every runtime ranks the photos as the run does
     parity = meta["search_parity"]
@@ -96,9 +101,27 @@ def test_failed_verification_publishes_nothing(smoke_run: Path, tmp_path: Path) 
             None,
             formats=["torchscript"],
             opset=18,
-            quantize_int8=False,
+            int8=None,
             atol=-1.0,
             extra_files={},
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_refuses_an_unknown_calibration_method(smoke_run: Path, tmp_path: Path) -> None:
+    batch = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    with pytest.raises(ExportError, match=r"int8\.method='Median'"):
+        export_bundle(
+            smoke_run,
+            tmp_path / "bundle",
+            {"classifier": batch, "embedder": batch},
+            None,
+            formats=["onnx"],
+            opset=18,
+            int8=Int8Options(per_channel=True, reduce_range=True, method="Median"),
+            atol=1e-4,
+            extra_files={},
+            calibration_for={"classifier": batch, "embedder": batch},
         )
     assert list(tmp_path.iterdir()) == []
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from snapsearch.data.datamodule import SnapDataModule
 from snapsearch.data.manifest import category_at
 from snapsearch.data.preprocess import Preprocess
-from snapsearch.data.protocols import answerable
+from snapsearch.data.protocols import answerable, trained_photos
 from snapsearch.data.sources import load_manifest
 from snapsearch.data.unseen import choose_unseen_products
 from snapsearch.search.sources import calibration_photos
@@ -120,6 +120,8 @@ def test_selection_fold_withholds_seen_products_training_photos_and_keeps_their_
     train = dm.frame("train")
     assert not set(train.loc[train["domain"] == "query", "product_id"]) & fold  # no training photo of the fold
     assert fold <= set(train.loc[train["domain"] == "catalog", "product_id"])  # their catalog images train
+    # export's int8 calibration photos: exactly the shopper photos the run trained on
+    assert set(trained_photos(full, dm.labels)["path"]) == set(train.loc[train["domain"] == "query", "path"])
     assert fold <= set(dm.frame("val")["product_id"])  # selection reads their validation photos
     assert not set(dm.frame("val")["product_id"]) & unseen
     coarse = category_at(full.drop_duplicates("product_id").set_index("product_id")["category"], 2)

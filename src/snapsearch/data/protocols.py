@@ -29,6 +29,13 @@ def without_unseen(frame: pd.DataFrame, labels: LabelMaps) -> pd.DataFrame:
     return frame[~frame["product_id"].isin(labels.unseen_products)]
 
 
+def trained_photos(manifest: pd.DataFrame, labels: LabelMaps) -> pd.DataFrame:
+    """The training-split shopper photos the run trained on: never an unseen product's or the selection
+    fold's (what export calibrates its int8 models' activation ranges on)."""
+    photos = known_rows(manifest[(manifest["domain"] == "query") & (manifest["split"] == "train")], labels)
+    return photos[~photos["product_id"].isin([*labels.unseen_products, *labels.selection_fold])]
+
+
 def protocol_frames(manifest: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(queries, pool, calibration photos) of a protocol: catalog = the catalog images are the pool;
     extended_catalog = the train photos join them."""

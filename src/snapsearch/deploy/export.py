@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,10 +93,56 @@ def _export_torchscript(module: nn.Module, example: torch.Tensor, path: Path) ->
     traced.save(str(path))
 
 
-def _quantize(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+@dataclass(frozen=True)
+class Int8Options:
+    """Static int8 quantisation (QDQ): activations' ranges are calibrated on real training-split photos, so
+    onnxruntime fuses each convolution into an integer kernel. (Dynamic quantisation measured slower than
+    float on these CPUs and changed retrieval: BENCHMARKS §6.)"""
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    per_channel: bool  # one weight scale per output channel: depthwise convolutions need it
+    reduce_range: bool  # 7-bit weights: AVX2 CPUs without VNNI saturate u8 x s8 products at 8 bits
+    method: str  # onnxruntime CalibrationMethod name: MinMax, Percentile or Entropy
+
+
+def _quantize(src: Path, dst: Path, calibration: np.ndarray, options: Int8Options, batch_size: int = 8) -> None:
+    """``src`` quantised into ``dst`` with activation ranges from ``calibration`` (a preprocessed batch)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+
+    if options.method not in CalibrationMethod.__members__:
+        raise ExportError(f"int8.method={options.method!r}: use one of {list(CalibrationMethod.__members__)}")
+    prepared = dst.with_suffix(".prep.onnx")
+    # graph optimisation first (batch-norm folding, constant folding), as onnxruntime recommends; the
+    # symbolic shape pass cannot follow the dynamo export's Expand nodes and is not needed for CNNs
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    try:
+        quantize_static(
+            str(prepared),
+            str(dst),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=options.per_channel,
+            reduce_range=options.reduce_range,
+            calibrate_method=CalibrationMethod[options.method],
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
 
 
 def _compare(kind: str, reference: np.ndarray, other: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
@@ -146,10 +193,12 @@ def export_model(
     *,
     formats: list[str],
     opset: int,
-    quantize_int8: bool,
+    int8: Int8Options | None,
+    calibration: np.ndarray | None,
     atol: float,
 ) -> dict[str, Any]:
-    """Export one model in every format, verify each against eager PyTorch on ``batch``."""
+    """Export one model in every format, verify each against eager PyTorch on ``batch``; with ``int8``, an
+    int8 ONNX model too, calibrated on ``calibration`` (training-split photos, never the verification ones)."""
     module = module.eval()
     example = torch.from_numpy(batch[:2]).contiguous()
     with torch.inference_mode():
@@ -174,11 +223,16 @@ def export_model(
             )
         files[fmt] = path.name
         verification[fmt] = result
-    if quantize_int8 and "onnx" in formats:
+    if int8 is not None:
+        if "onnx" not in files:
+            raise ExportError("int8 quantisation starts from the ONNX model: add onnx to formats")
+        if calibration is None or not len(calibration):
+            raise ExportError(f"no calibration photos for the int8 {kind} model: check the run's training split")
         path = folder / f"{kind}{SUFFIX['onnx_int8']}"
-        _quantize(folder / files["onnx"], path)
+        _quantize(folder / files["onnx"], path, calibration, int8)
         files["onnx_int8"] = path.name
         verification["onnx_int8"] = _compare_outputs(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
+        verification["onnx_int8"]["calibration_photos"] = len(calibration)
         log.info("%s onnx int8 vs eager fp32 (reported, not gated): %s", kind, verification["onnx_int8"])
     return {
         "files": files,
@@ -208,13 +262,25 @@ def _embedding_meta(module: nn.Module, embedding_dim: int) -> dict[str, Any]:
 
 
 def _export_separate(
-    run: RunDir, tmp: Path, batch_for: dict[str, np.ndarray], labels: np.ndarray | None, options: dict[str, Any]
+    run: RunDir,
+    tmp: Path,
+    batch_for: dict[str, np.ndarray],
+    calibration_for: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     classifier, cls_pre = CategoryClassifier.load(run.stage("classifier"))
     embedder, emb_pre = ProductEmbedder.load(run.stage("embedder"))
     return {
         "classifier": export_model(
-            "classifier", CalibratedClassifier(classifier), cls_pre, tmp, batch_for["classifier"], labels, **options
+            "classifier",
+            CalibratedClassifier(classifier),
+            cls_pre,
+            tmp,
+            batch_for["classifier"],
+            labels,
+            calibration=calibration_for.get("classifier"),
+            **options,
         )
         | {
             "categories": classifier.categories,
@@ -222,21 +288,42 @@ def _export_separate(
             "backbone": _backbone(run.stage("classifier")),
             "fingerprint": fingerprint(classifier),
         },
-        "embedder": export_model("embedder", embedder, emb_pre, tmp, batch_for["embedder"], None, **options)
+        "embedder": export_model(
+            "embedder",
+            embedder,
+            emb_pre,
+            tmp,
+            batch_for["embedder"],
+            None,
+            calibration=calibration_for.get("embedder"),
+            **options,
+        )
         | _embedding_meta(embedder, embedder.embedding_dim)
         | {"backbone": _backbone(run.stage("embedder"))},
     }
 
 
 def _export_multitask(
-    run: RunDir, tmp: Path, batch_for: dict[str, np.ndarray], labels: np.ndarray | None, options: dict[str, Any]
+    run: RunDir,
+    tmp: Path,
+    batch_for: dict[str, np.ndarray],
+    calibration_for: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     """One file, three outputs (calibrated probabilities, embedding, the gate's features): the runtimes
     classify and embed in one pass."""
     model, pre = MultiTaskNet.load(run.stage("multitask"))
     return {
         "multitask": export_model(
-            "multitask", MultiTaskOutputs(model), pre, tmp, batch_for["multitask"], labels, **options
+            "multitask",
+            MultiTaskOutputs(model),
+            pre,
+            tmp,
+            batch_for["multitask"],
+            labels,
+            calibration=calibration_for.get("multitask"),
+            **options,
         )
         | {
             "categories": model.categories,
@@ -255,14 +342,15 @@ def export_bundle(
     *,
     formats: list[str],
     opset: int,
-    quantize_int8: bool,
+    int8: Int8Options | None,
     atol: float,
     extra_files: dict[str, Path],
+    calibration_for: dict[str, np.ndarray] | None = None,
     check: Callable[[Path], dict[str, Any]] | None = None,
     serving: Callable[[Path], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Export the cascade's models of ``run_dir`` into ``out_dir``. ``batch_for[stage]``: real preprocessed
-    images under that model's contract.
+    images under that model's contract; ``calibration_for[stage]``: training-split photos under it, for ``int8``.
 
     Written in a temporary folder and renamed into place only when every export verified, so an
     interrupted or failed export leaves no half bundle that looks complete. ``check(folder)`` runs on the
@@ -272,12 +360,12 @@ def export_bundle(
     bundle.json (:class:`snapsearch.search.calibration.ServingRecord` reads them).
     """
     run = RunDir(run_dir)
-    options = {"formats": formats, "opset": opset, "quantize_int8": quantize_int8, "atol": atol}
+    options = {"formats": formats, "opset": opset, "int8": int8, "atol": atol}
     with atomic_dir(out_dir) as tmp:
         models = (
-            _export_multitask(run, tmp, batch_for, labels, options)
+            _export_multitask(run, tmp, batch_for, calibration_for or {}, labels, options)
             if run.cascade_stages() == MULTITASK_STAGES
-            else _export_separate(run, tmp, batch_for, labels, options)
+            else _export_separate(run, tmp, batch_for, calibration_for or {}, labels, options)
         )
         for name, src in extra_files.items():
             dst = tmp / name

@@ -13,8 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.data.dataset import LabelMaps, ManifestDataset
 from snapsearch.data.preprocess import Preprocess
+from snapsearch.data.protocols import trained_photos
 from snapsearch.data.sources import load_manifest
-from snapsearch.deploy.export import ExportError, export_bundle
+from snapsearch.deploy.export import ExportError, Int8Options, export_bundle
 from snapsearch.deploy.serving import serving_calibration
 from snapsearch.models.artifact import META_FILE
 from snapsearch.runtime.batch import BatchIO
@@ -38,6 +39,28 @@ def _verification_batch(
     if not items:
         raise ValueError("no readable image to verify the export on; check the run's data")
     return np.stack([it["image"].numpy() for it in items]), np.array([it["label"] for it in items])
+
+
+def _int8_options(cfg: DictConfig) -> Int8Options | None:
+    if not cfg.quantize_int8:
+        return None
+    return Int8Options(
+        per_channel=bool(cfg.int8.per_channel), reduce_range=bool(cfg.int8.reduce_range), method=str(cfg.int8.method)
+    )
+
+
+def _calibration_batches(
+    cfg: DictConfig, manifest, labels: LabelMaps, contracts: dict[str, Preprocess], max_pixels: int
+) -> dict[str, np.ndarray]:
+    """For int8: a seeded sample of the photos the run trained on, under each model's contract."""
+    if not cfg.quantize_int8:
+        return {}
+    photos = trained_photos(manifest, labels)
+    if photos.empty:
+        raise ExportError("quantize_int8 needs the run's training photos to calibrate on; none were found")
+    photos = photos.sample(n=min(int(cfg.int8.calibration_photos), len(photos)), random_state=int(cfg.int8.seed))
+    n = len(photos)
+    return {k: _verification_batch(photos, labels, c, n, max_pixels)[0] for k, c in contracts.items()}
 
 
 def _catalog_index(
@@ -146,9 +169,10 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
             truth,
             formats=list(cfg.formats),
             opset=cfg.opset,
-            quantize_int8=cfg.quantize_int8,
+            int8=_int8_options(cfg),
             atol=cfg.verify.atol,
             extra_files=extra,
+            calibration_for=_calibration_batches(cfg, manifest, labels, pre, train_cfg.data.max_image_pixels),
             check=check if cfg.verify.search else None,
             serving=serving_calibration(
                 cfg, run, manifest, labels, train_cfg.data.max_image_pixels, train_cfg.data.draft_decode
