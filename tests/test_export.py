@@ -41,6 +41,10 @@ def test_bundle_contents_and_verification(bundle: Path) -> None:
     graph = onnx.load(str(bundle / cls["files"]["onnx_int8"])).graph
     ops = {node.op_type for node in graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "ConvInteger" not in ops  # QDQ, not dynamic
+    # what int8 costs, scored on the validation photos beside the float models (same strategies, thresholds)
+    validation = meta["validation"]
+    assert set(validation["onnx_int8"]["R@1"]) == set(validation["R@1"]) and validation["n_photos"] > 0
+    assert all(0.0 <= r <= 1.0 for r in validation["onnx_int8"]["R@1"].values())
     assert set(meta["versions"]) >= {"torch", "onnx", "onnxruntime", "timm", "opset"}
     # verified through the Cascade before publishing: every runtime ranks the photos as the run does
     parity = meta["search_parity"]

@@ -27,6 +27,8 @@ from snapsearch.utils.layout import RunDir
 
 log = logging.getLogger(__name__)
 
+INT8 = "onnx_int8"
+
 
 def evaluated_rejection(run: RunDir, strategies: list[str]) -> tuple[dict[str, float], str | None]:
     """The rejection thresholds of the run's newest photo -> catalog evaluation of its trained models that
@@ -47,6 +49,10 @@ def evaluated_rejection(run: RunDir, strategies: list[str]) -> tuple[dict[str, f
     return {}, None
 
 
+def _recalls(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {m: {n: s[m] for n, s in scores.items()} for m in ("R@1", "R@5")}
+
+
 def serving_calibration(
     cfg: DictConfig, run: RunDir, manifest: pd.DataFrame, labels: LabelMaps, max_pixels: int, draft: bool
 ) -> Callable[[Path], dict[str, Any]]:
@@ -58,17 +64,21 @@ def serving_calibration(
         strategies = {n: instantiate(c) for n, c in cfg.cascade.strategies.items() if c is not None}
         pending: dict[str, Conformal] = {n: strategies.pop(n) for n in unfitted(strategies)}
         runtime = str(cfg.formats[0])
-        cascade = Cascade.from_bundle(
-            folder,
-            runtime=runtime,
-            index=IndexSpec.from_config(OmegaConf.to_container(cfg.index)),
-            strategies=strategies,
-            default_strategy=next(iter(strategies)),
-            rejection={},
-            query_types=False,
-            batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
-        )
+
+        def open_cascade(runtime: str) -> Cascade:
+            return Cascade.from_bundle(
+                folder,
+                runtime=runtime,
+                index=IndexSpec.from_config(OmegaConf.to_container(cfg.index)),
+                strategies=strategies,
+                default_strategy=next(iter(strategies)),
+                rejection={},
+                query_types=False,
+                batch_size=cfg.batch_size,
+                num_workers=cfg.num_workers,
+            )
+
+        cascade = open_cascade(runtime)
         io = BatchIO(cfg.batch_size, cfg.num_workers, max_pixels, draft)
         rejection, rejection_from = evaluated_rejection(run, [*strategies, *pending])
         photos = calibration_photos(manifest, labels)
@@ -81,17 +91,24 @@ def serving_calibration(
             fitted, scores, n_photos = calibrate_and_score(cascade, pending, photos, labels, io)
             default = choose_default(scores)
             log.info("default strategy %r (%s): %s", default, CHOSEN_BY, scores)
+        validation = {
+            "chosen_by": CHOSEN_BY,
+            "split": "val",
+            "runtime": runtime,
+            "n_photos": n_photos,
+            "n_catalog_images": cascade.index.n_items,
+            **_recalls(scores),
+        }
+        if cfg.quantize_int8 and n_photos:
+            # what the int8 models cost on the same photos (same thresholds): a shop chooses runtime=onnx_int8
+            # for throughput knowing this, before any test photo is read
+            strategies.update(fitted)
+            _, int8_scores, _ = calibrate_and_score(open_cascade(INT8), {}, photos, labels, io)
+            validation[INT8] = _recalls(int8_scores)
+            log.info("%s on the validation photos: %s", INT8, int8_scores)
         return {
             "default_strategy": default,
-            "validation": {
-                "chosen_by": CHOSEN_BY,
-                "split": "val",
-                "runtime": runtime,
-                "n_photos": n_photos,
-                "n_catalog_images": cascade.index.n_items,
-                "R@1": {n: s["R@1"] for n, s in scores.items()},
-                "R@5": {n: s["R@5"] for n, s in scores.items()},
-            },
+            "validation": validation,
             "calibration": {
                 "conformal": conformal_record(fitted),
                 "rejection": rejection,
