@@ -88,3 +88,19 @@ def test_a_catalog_barcode_answers_exactly_without_the_models(smoke_bundle: Path
     alone = cascade.search(barcode_on(photo, EAN13), k=5, strategy="top1")
     assert alone.timings_ms["classify"] == alone.timings_ms["embed"] == 0.0 and alone.timings_ms["barcode"] > 0
     assert cascade.info()["barcodes"] is True
+
+
+def test_auto_reads_barcodes_only_while_the_catalog_holds_a_gtin(smoke_bundle: Path, query_photo: Path) -> None:
+    cascade = Cascade.from_bundle(smoke_bundle, runtime="onnx", barcodes="auto")
+    categories = cascade.products.categories
+    cascade.products = ProductTable([replace(p, gtin=None) for p in cascade.products], categories)
+    photo = barcode_on(read_rgb(query_photo, max_pixels=10**8), EAN13)
+    skipped = cascade.search(photo, k=5, strategy="top1")
+    assert not cascade.reads_barcodes() and skipped.barcode is None and skipped.query_type != "barcode"
+    with_code = [replace(p, gtin=normalize_gtin(EAN13)) if i == 3 else p for i, p in enumerate(cascade.products)]
+    cascade.products = ProductTable(with_code, categories)
+    exact = cascade.search(photo, k=5, strategy="top1")
+    assert cascade.reads_barcodes() and exact.query_type == "barcode" and exact.barcode == EAN13
+    assert [h.product_id for h in exact.products] == [cascade.products[3].product_id]
+    with pytest.raises(ValueError, match="barcodes='sometimes'"):
+        Cascade.from_bundle(smoke_bundle, runtime="onnx", barcodes="sometimes")

@@ -11,6 +11,8 @@ import zxingcpp
 # UPC-E is left out: its 8 digits are a compressed UPC-A, not a GTIN-8, so it would need expanding first.
 FORMATS = zxingcpp.barcode_formats_from_str("EAN13,EAN8,UPCA,QRCode")
 GTIN_LENGTHS = (8, 12, 13, 14)
+# a cascade's ``barcodes``: always read, never, or while the catalog holds a GTIN
+BARCODE_MODES = (True, False, "auto")
 
 
 def normalize_gtin(text: str) -> str | None:

@@ -29,7 +29,7 @@ from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
 from snapsearch.search.answers import barcode_answer, ranked_answer
-from snapsearch.search.barcode import read_codes
+from snapsearch.search.barcode import BARCODE_MODES, read_codes
 from snapsearch.search.products import ProductTable
 from snapsearch.search.query_image import QueryImage, to_rgb
 from snapsearch.search.query_type import QueryTypeError, QueryTypeHead, check_routes
@@ -63,6 +63,8 @@ class Cascade:
         pool_skipped: catalog images skipped as unreadable when the index was built (reported).
         barcodes: read retail barcodes first; a code found in the catalog (products' ``gtin``) answers the
             query exactly, without the models (their time is then under ``barcode``, not ``decode``).
+            ``"auto"`` reads them only while the catalog holds a GTIN (no code could answer otherwise, and
+            reading costs about as much CPU as the int8 model pass: BENCHMARKS §24).
         query_types: the head that tells shop photos, catalog-like images and screenshots apart (from the
             gate's pooled features); None treats every query as a photo.
         type_routes: query type -> strategy, for requests that name none (e.g. ``{screenshot: global}``);
@@ -86,7 +88,7 @@ class Cascade:
         k_max: int = 100,
         lock: AbstractContextManager[Any] | None = None,
         pool_skipped: int = 0,
-        barcodes: bool = False,
+        barcodes: bool | str = False,
         query_types: QueryTypeHead | None = None,
         type_routes: Mapping[str, str | None] | None = None,
         text: TextSearch | None = None,
@@ -112,6 +114,8 @@ class Cascade:
         self.k_max = k_max
         self.lock = lock if lock is not None else nullcontext()
         self.pool_skipped = pool_skipped
+        if barcodes not in BARCODE_MODES:
+            raise ValueError(f"barcodes={barcodes!r}: use true, false or auto")
         self.barcodes = barcodes
         if query_types is not None and (
             query_types.gate_fingerprint != runtime.gate_fingerprint or not runtime.has_gate_features
@@ -146,6 +150,10 @@ class Cascade:
     def draft_size(self, contract: Preprocess) -> int | None:
         """The JPEG draft size the batch path decodes with under ``contract`` (None: full decode)."""
         return contract.resize_size if self.draft_decode else None
+
+    def reads_barcodes(self) -> bool:
+        """Whether a photo is searched for barcodes now (``auto``: while a live product has a GTIN)."""
+        return self.barcodes is True or (self.barcodes == "auto" and self.products.has_gtins)
 
     def decode(self, image: QueryImage) -> tuple[np.ndarray, np.ndarray]:
         """The photo decoded for the classifier's and the embedder's contracts, exactly as the evaluator's
@@ -196,7 +204,7 @@ class Cascade:
         t0 = time.perf_counter()
         rgb_c, rgb = self.decode(image)
         t1 = time.perf_counter()
-        code = next(iter(read_codes(rgb)), None) if self.barcodes else None
+        code = next(iter(read_codes(rgb)), None) if self.reads_barcodes() else None
         t2 = time.perf_counter()
         answered = code is not None and self.products.by_gtin(code.gtin) is not None  # looked at again when ranked
         xc, xe = (None, None) if answered else self._inputs(rgb_c, rgb)

@@ -106,6 +106,11 @@ class ProductTable:
         return (p for p in self._products if not p.removed)
 
     @property
+    def has_gtins(self) -> bool:
+        """Whether a live product carries a GTIN (a barcode could answer)."""
+        return bool(self._by_gtin)
+
+    @property
     def n_live(self) -> int:
         return len(self._position)
 

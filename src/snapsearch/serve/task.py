@@ -55,4 +55,12 @@ def build_app(cfg: DictConfig) -> FastAPI:
 def run_serve(cfg: DictConfig) -> None:
     app = build_app(cfg)
     log.info("page: http://%s:%d/  API docs: http://%s:%d/docs", cfg.host, cfg.port, cfg.host, cfg.port)
-    uvicorn.run(app, host=cfg.host, port=int(cfg.port), log_level=cfg.log_level)
+    uvicorn.run(
+        app,
+        host=cfg.host,
+        port=int(cfg.port),
+        log_level=cfg.log_level,
+        loop=cfg.server.loop,
+        http=cfg.server.http,
+        access_log=bool(cfg.server.access_log),
+    )
