@@ -217,8 +217,9 @@ class Cascade:
         if not rows:
             empty = np.zeros((0, len(self.products.categories)), np.float32), np.zeros((0, 0), np.float32)
             return BatchOutputs([], *empty, [], {})
-        xc = np.stack([queries[i].prepared.xc for i in rows])  # type: ignore[misc]
         xe = np.stack([queries[i].prepared.xe for i in rows])  # type: ignore[misc]
+        # one contract for both models: each photo's inputs are one array, stacked once
+        xc = xe if self._shared_input else np.stack([queries[i].prepared.xc for i in rows])  # type: ignore[misc]
         classify = any(self.gate_needed(queries[i].strategy) for i in rows)
         out = self.infer(xc, xe, classify=classify)
         types = self.detect_types(out.features, len(rows))
