@@ -1,7 +1,7 @@
 """A bounded load test of the search service on localhost.
 
     python bench/serve_load.py --source bundle=BUNDLE --photos 'DIR/*.jpg' [--clients 1 16 64]
-                               [--searches 200 800 800] [--changes 20] [--extra max_in_flight=...]
+                               [--searches 200 800 800] [--changes 20] [--warmup 20] [--extra max_in_flight=...]
                                [--serve-root CHECKOUT] [--label NAME] [--milvus [--milvus-consistency LEVEL]]
 
 Starts ``serve.py`` (of ``--serve-root``, default this checkout: another checkout measures an older version
@@ -11,6 +11,7 @@ adds ``--changes`` products and deletes every other one of them again. A client 
 ``Retry-After`` and sends the next search. Reports searches/s answered, p50/p95/p99 latency of the answered
 searches, the share of 503s, other 5xx (must be 0), the server's batch sizes, and checks that the catalog
 ends with exactly the products the changes leave (none lost, none duplicated). Prints and writes JSON.
+``--warmup`` searches go first and are not counted (a fresh server's first passes are start-up).
 ``--milvus``: the service runs on ``index=milvus`` (conf/index/milvus.yaml as it is, unless
 ``--milvus-consistency`` overrides its consistency level) against a Milvus standalone server this script
 starts on 127.0.0.1 (tests/milvus_server.py; its data in the temporary folder) and stops at the end.
@@ -118,6 +119,16 @@ def _start(serve_root: Path, source: str, extra: list[str], changes: Path) -> tu
     raise SystemExit("serve.py did not answer /healthz in time")
 
 
+def _warm_up(url: str, photos: list[bytes], args: argparse.Namespace) -> None:
+    """Searches sent and not counted: a fresh server's first passes allocate (onnxruntime's arena, FAISS),
+    which is start-up, not the steady state the rounds measure."""
+    conn = _Connection(url)
+    strategy = f"&strategy={args.strategy}" if args.strategy else ""
+    for i in range(args.warmup):
+        body, ctype = _multipart({}, [("image", "photo.jpg", photos[i % len(photos)])])
+        conn.post(f"/search?k={args.k}{strategy}", body, ctype)
+
+
 def _round(url: str, photos: list[bytes], args: argparse.Namespace, clients: int, searches: int) -> dict:
     """One closed-loop run with ``clients`` searchers and one catalog changer."""
     info = json.loads(_request("GET", f"{url}/info")[1])
@@ -212,6 +223,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--searches", type=int, nargs="+", default=[200, 800, 800], help="per client count")
     ap.add_argument("--changes", type=int, default=20, help="products added (every other one deleted again)")
+    ap.add_argument("--warmup", type=int, default=20, help="searches sent before the rounds, not counted")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--strategy", default=None, help="default: the service's")
     ap.add_argument("--extra", nargs="*", default=[], help="more serve.py overrides")
@@ -241,6 +253,7 @@ def main() -> None:
             extra += [f"index.consistency={args.milvus_consistency}"] if args.milvus_consistency else []
         proc, url = _start(Path(args.serve_root), args.source, extra, Path(tmp) / "changes")
         try:
+            _warm_up(url, photos, args)
             for clients, searches in zip(args.clients, args.searches, strict=True):
                 load = os.getloadavg()  # 1/5/15-min load: the bench itself adds ~2 to what else runs
                 rounds.append(_round(url, photos, args, clients, searches))
@@ -257,6 +270,7 @@ def main() -> None:
         "store": "milvus (local standalone server)" if args.milvus else "the source's index in-process (FAISS)",
         "strategy": args.strategy or "the service's default",
         "k": args.k,
+        "warmup_searches": args.warmup,
         "photos": len(photos),
         "load_before": os.getloadavg(),
         "rounds": rounds,
