@@ -99,7 +99,7 @@ class Int8Options:
     onnxruntime fuses each convolution into an integer kernel. (Dynamic quantisation measured slower than
     float on these CPUs and changed retrieval: BENCHMARKS §6.)"""
 
-    per_channel: bool  # one weight scale per output channel: depthwise convolutions need it
+    per_channel: bool  # one weight scale per output channel (onnxruntime's advice for convolutions)
     reduce_range: bool  # 7-bit weights: AVX2 CPUs without VNNI saturate u8 x s8 products at 8 bits
     method: str  # onnxruntime CalibrationMethod name: MinMax, Percentile or Entropy
 
