@@ -42,7 +42,8 @@ OUTPUTS = {
     "multitask": ("probabilities", "embedding", "features"),
 }
 CHECKED_AS = {"probabilities": "classifier", "embedding": "embedder", "features": "embedder"}
-SUFFIX = {"onnx": ".onnx", "torchscript": ".ts", "onnx_int8": ".int8.onnx"}
+INT8 = "onnx_int8"  # the runtime (and bundle format) of the int8 models
+SUFFIX = {"onnx": ".onnx", "torchscript": ".ts", INT8: ".int8.onnx"}
 
 
 class ExportError(RuntimeError):
@@ -228,12 +229,12 @@ def export_model(
             raise ExportError("int8 quantisation starts from the ONNX model: add onnx to formats")
         if calibration is None or not len(calibration):
             raise ExportError(f"no calibration photos for the int8 {kind} model: check the run's training split")
-        path = folder / f"{kind}{SUFFIX['onnx_int8']}"
+        path = folder / f"{kind}{SUFFIX[INT8]}"
         _quantize(folder / files["onnx"], path, calibration, int8)
-        files["onnx_int8"] = path.name
-        verification["onnx_int8"] = _compare_outputs(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
-        verification["onnx_int8"]["calibration_photos"] = len(calibration)
-        log.info("%s onnx int8 vs eager fp32 (reported, not gated): %s", kind, verification["onnx_int8"])
+        files[INT8] = path.name
+        verification[INT8] = _compare_outputs(kind, reference, load_runner(path, INPUT_NAME)(batch), labels)
+        verification[INT8]["calibration_photos"] = len(calibration)
+        log.info("%s onnx int8 vs eager fp32 (reported, not gated): %s", kind, verification[INT8])
     return {
         "files": files,
         "preprocess": preprocess.to_dict(),
@@ -261,70 +262,33 @@ def _embedding_meta(module: nn.Module, embedding_dim: int) -> dict[str, Any]:
     return {"embedding_dim": embedding_dim, "metric": "ip", "normalized": True, "fingerprint": fingerprint(module)}
 
 
-def _export_separate(
-    run: RunDir,
-    tmp: Path,
-    batch_for: dict[str, np.ndarray],
-    calibration_for: dict[str, np.ndarray],
-    labels: np.ndarray | None,
-    options: dict[str, Any],
-) -> dict[str, Any]:
+# One model of the bundle: (kind, module, its contract, labels to score probabilities against) -> its meta.
+Exporter = Callable[[str, nn.Module, Preprocess, np.ndarray | None], dict[str, Any]]
+
+
+def _export_separate(run: RunDir, export: Exporter, labels: np.ndarray | None) -> dict[str, Any]:
     classifier, cls_pre = CategoryClassifier.load(run.stage("classifier"))
     embedder, emb_pre = ProductEmbedder.load(run.stage("embedder"))
     return {
-        "classifier": export_model(
-            "classifier",
-            CalibratedClassifier(classifier),
-            cls_pre,
-            tmp,
-            batch_for["classifier"],
-            labels,
-            calibration=calibration_for.get("classifier"),
-            **options,
-        )
+        "classifier": export("classifier", CalibratedClassifier(classifier), cls_pre, labels)
         | {
             "categories": classifier.categories,
             "temperature": float(classifier.temperature),
             "backbone": _backbone(run.stage("classifier")),
             "fingerprint": fingerprint(classifier),
         },
-        "embedder": export_model(
-            "embedder",
-            embedder,
-            emb_pre,
-            tmp,
-            batch_for["embedder"],
-            None,
-            calibration=calibration_for.get("embedder"),
-            **options,
-        )
+        "embedder": export("embedder", embedder, emb_pre, None)
         | _embedding_meta(embedder, embedder.embedding_dim)
         | {"backbone": _backbone(run.stage("embedder"))},
     }
 
 
-def _export_multitask(
-    run: RunDir,
-    tmp: Path,
-    batch_for: dict[str, np.ndarray],
-    calibration_for: dict[str, np.ndarray],
-    labels: np.ndarray | None,
-    options: dict[str, Any],
-) -> dict[str, Any]:
+def _export_multitask(run: RunDir, export: Exporter, labels: np.ndarray | None) -> dict[str, Any]:
     """One file, three outputs (calibrated probabilities, embedding, the gate's features): the runtimes
     classify and embed in one pass."""
     model, pre = MultiTaskNet.load(run.stage("multitask"))
     return {
-        "multitask": export_model(
-            "multitask",
-            MultiTaskOutputs(model),
-            pre,
-            tmp,
-            batch_for["multitask"],
-            labels,
-            calibration=calibration_for.get("multitask"),
-            **options,
-        )
+        "multitask": export("multitask", MultiTaskOutputs(model), pre, labels)
         | {
             "categories": model.categories,
             "temperature": float(model.temperature),
@@ -360,12 +324,28 @@ def export_bundle(
     bundle.json (:class:`snapsearch.search.calibration.ServingRecord` reads them).
     """
     run = RunDir(run_dir)
-    options = {"formats": formats, "opset": opset, "int8": int8, "atol": atol}
+    calibration_for = calibration_for or {}
     with atomic_dir(out_dir) as tmp:
+
+        def export(kind: str, module: nn.Module, pre: Preprocess, truth: np.ndarray | None) -> dict[str, Any]:
+            return export_model(
+                kind,
+                module,
+                pre,
+                tmp,
+                batch_for[kind],
+                truth,
+                formats=formats,
+                opset=opset,
+                int8=int8,
+                calibration=calibration_for.get(kind),
+                atol=atol,
+            )
+
         models = (
-            _export_multitask(run, tmp, batch_for, calibration_for or {}, labels, options)
+            _export_multitask(run, export, labels)
             if run.cascade_stages() == MULTITASK_STAGES
-            else _export_separate(run, tmp, batch_for, calibration_for or {}, labels, options)
+            else _export_separate(run, export, labels)
         )
         for name, src in extra_files.items():
             dst = tmp / name

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.data.dataset import LabelMaps
+from snapsearch.deploy.export import INT8
 from snapsearch.models.artifact import META_FILE
 from snapsearch.retrieval import Conformal
 from snapsearch.runtime.batch import BatchIO
@@ -26,8 +27,6 @@ from snapsearch.search.sources import calibration_photos
 from snapsearch.utils.layout import RunDir
 
 log = logging.getLogger(__name__)
-
-INT8 = "onnx_int8"
 
 
 def evaluated_rejection(run: RunDir, strategies: list[str]) -> tuple[dict[str, float], str | None]:

@@ -15,7 +15,7 @@ from snapsearch.data.dataset import LabelMaps, ManifestDataset
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.protocols import trained_photos
 from snapsearch.data.sources import load_manifest
-from snapsearch.deploy.export import ExportError, Int8Options, export_bundle
+from snapsearch.deploy.export import INT8, ExportError, Int8Options, export_bundle
 from snapsearch.deploy.serving import serving_calibration
 from snapsearch.models.artifact import META_FILE
 from snapsearch.runtime.batch import BatchIO
@@ -112,7 +112,7 @@ def search_parity(
                     "top1_agreement": top1,
                     "topk_agreement": float(np.mean([a == b for a, b in zip(ranked, reference, strict=True)])),
                 }
-                if top1 < 1.0 and fmt != "onnx_int8":
+                if top1 < 1.0 and fmt != INT8:
                     raise ExportError(
                         f"{fmt} bundle ranks {100 * (1 - top1):.1f}% of {len(photos)} real photos differently "
                         f"from the run with strategy {name!r}; the export is not published"
@@ -157,7 +157,7 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
             manifest,
             labels,
             photos["path"].head(cfg.verify.n_images).tolist(),
-            [*cfg.formats, *(["onnx_int8"] if cfg.quantize_int8 else [])],
+            [*cfg.formats, *([INT8] if cfg.quantize_int8 else [])],
             cfg.verify.search_pool,
             cfg.verify.k,
             extra.get(INDEX),
