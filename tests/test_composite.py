@@ -130,3 +130,18 @@ def test_composites_are_in_the_preview(scenes: ScenePhotos, tmp_path: Path) -> N
     grid = preview.make_preview_grid([str(path)], pipeline, 3, seed=0)
     scene_pixels = sum(_near(grid, c, tol=40).sum() for c in SCENE_COLOURS.values())
     assert scene_pixels > 0.05 * INPUT_SIZE * INPUT_SIZE  # the scenes show in the augmented tiles
+
+
+def test_bulk_display_packs_small_copies_over_the_whole_frame(scenes: ScenePhotos) -> None:
+    """Loose produce is photographed in bulk: many small copies, none of them the catalog's one large view."""
+    step = _composite(scenes=scenes, bulk_probability=1.0, bulk_scale_range=(0.15, 0.2), bulk_spacing=1.4)
+    pipeline = A.Compose([step], seed=5)
+    for _ in range(6):
+        out = pipeline(image=catalog_image(), domain="catalog", product=0)["image"]
+        red = _near(out, RED, tol=40).astype(np.uint8)
+        n_copies = cv2.connectedComponents(red)[0] - 1
+        assert n_copies >= 15  # spaced apart (spacing 1.4), each copy is its own blob
+        assert red.mean() > 0.15  # spread over the frame, not one product in the middle
+        assert not _near(out, SCENE_COLOURS[0]).any()  # still never a photo of its own product
+    with pytest.raises(ValueError, match="bulk_spacing"):
+        SceneComposite(bulk_spacing=0.0)

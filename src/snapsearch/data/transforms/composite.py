@@ -8,6 +8,11 @@ places it, rotated, scaled and re-lit, with a drop shadow, sometimes as a pile o
 occluded by store content, into a crop of a training-split store photo of *another* product (hands and
 shelves included). Perspective, blur, sensor noise and compression come from the pipeline's later steps.
 
+Loose produce is photographed in bulk: a shopper's photo of apples shows dozens of small apples filling the
+frame, the catalog shows one large apple. The *bulk display* mode renders that: many small copies of the
+cut-out, each turned and lit a little differently, packed over the whole canvas with dark gaps between them
+(upright in rows, now and then, as cartons stand on a shelf).
+
 The scene photos are data, not configuration: the datamodule hands the training split's photos to the
 pipeline builder (:class:`ScenePhotos`), so a validation or test photo can never become a background.
 Which images are composited: those the dataset marks ``domain="catalog"``; a caller that passes no domain
@@ -16,78 +21,17 @@ Which images are composited: those the dataset marks ``domain="catalog"``; a cal
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
-import pandas as pd
 
-from snapsearch.data.image_io import ImageReadError, read_rgb
 from snapsearch.data.transforms.mask import PackshotMask
-
-log = logging.getLogger(__name__)
+from snapsearch.data.transforms.scenes import ScenePhotos
 
 CATALOG_DOMAIN = "catalog"
-TRAIN_SPLIT = "train"
-
-
-class ScenePhotos:
-    """Store photos that may serve as composite backgrounds, decoded on demand and kept in a bounded cache.
-
-    Args:
-        paths: the photos (the training split's, chosen by the datamodule).
-        products: the product index of each photo: a composite never uses a photo of its own product.
-        side: photos are decoded with their shorter side near this many pixels (JPEG draft decoding).
-        max_pixels: decompression-bomb guard of the image reader.
-        cache_size: how many decoded photos each worker keeps.
-    """
-
-    def __init__(
-        self, paths: Sequence[str], products: Sequence[int], *, side: int, max_pixels: int, cache_size: int
-    ) -> None:
-        if len(paths) != len(products):
-            raise ValueError(f"{len(paths)} scene photos but {len(products)} product ids")
-        self.paths = [str(p) for p in paths]
-        self.products = np.asarray(products, dtype=np.int64)
-        self.side = side
-        self.max_pixels = max_pixels
-        self.cache_size = cache_size
-        self._cache: dict[int, np.ndarray | None] = {}
-
-    @classmethod
-    def from_manifest(
-        cls, manifest: pd.DataFrame, product_index: Mapping[str, int], *, side: int, max_pixels: int, cache_size: int
-    ) -> ScenePhotos:
-        """The manifest's training-split shopper photos: the only images allowed as backgrounds (a validation
-        or test photo composited into training would leak its scene into model selection and scoring)."""
-        photos = manifest[(manifest["domain"] == "query") & (manifest["split"] == TRAIN_SPLIT)]
-        products = [product_index.get(p, -1) for p in photos["product_id"]]
-        return cls(photos["path"].tolist(), products, side=side, max_pixels=max_pixels, cache_size=cache_size)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def choose(self, u: float, product: int | None) -> int | None:
-        """The photo at quantile ``u`` of those not showing ``product`` (``None``: no such photo)."""
-        candidates = np.flatnonzero(self.products != product) if product is not None else np.arange(len(self))
-        if len(candidates) == 0:
-            return None
-        return int(candidates[min(int(u * len(candidates)), len(candidates) - 1)])
-
-    def image(self, i: int) -> np.ndarray | None:
-        """Photo ``i`` decoded (``None`` once, logged, when unreadable)."""
-        if i not in self._cache:
-            if len(self._cache) >= self.cache_size:
-                self._cache.pop(next(iter(self._cache)))
-            try:
-                self._cache[i] = read_rgb(self.paths[i], max_pixels=self.max_pixels, draft_size=self.side)
-            except ImageReadError as err:
-                log.warning("scene photo %s is unreadable and is not used as a background: %s", err.path, err.reason)
-                self._cache[i] = None
-        return self._cache[i]
 
 
 def _crop(image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -121,6 +65,16 @@ class SceneComposite(A.ImageOnlyTransform):
         pile_count_range: how many extra copies, inclusive range.
         occlusion_probability: chance that store content (a crop of another scene photo) covers part of it.
         occlusion_size_range: the occluder's size as a fraction of the product's size.
+        bulk_probability: chance of a bulk display instead of one product (and its pile): copies packed over
+            the whole canvas.
+        bulk_scale_range: a bulk copy's longer side as a fraction of the canvas's shorter side.
+        bulk_spacing: the distance between neighbouring copies' centres as a fraction of a copy's size (below
+            1, copies overlap).
+        bulk_rotate_range: a bulk copy's rotation in degrees (loose fruit lies any way up).
+        bulk_upright_probability: chance that a bulk display stands upright in rows (``rotate_range``), as
+            cartons on a shelf.
+        bulk_gain_jitter: each bulk copy's exposure varies by up to this fraction (one fruit darker than the
+            next).
         scenes: the store photos to composite into (set by the pipeline builder from the training split).
         p: probability of applying the transform.
     """
@@ -149,6 +103,12 @@ class SceneComposite(A.ImageOnlyTransform):
         pile_count_range: tuple[int, int] = (2, 6),
         occlusion_probability: float = 0.3,
         occlusion_size_range: tuple[float, float] = (0.2, 0.45),
+        bulk_probability: float = 0.0,
+        bulk_scale_range: tuple[float, float] = (0.15, 0.35),
+        bulk_spacing: float = 0.75,
+        bulk_rotate_range: tuple[float, float] = (-180.0, 180.0),
+        bulk_upright_probability: float = 0.3,
+        bulk_gain_jitter: float = 0.15,
         scenes: ScenePhotos | None = None,
         p: float = 0.8,
     ) -> None:
@@ -173,6 +133,14 @@ class SceneComposite(A.ImageOnlyTransform):
         self.pile_count_range = tuple(pile_count_range)
         self.occlusion_probability = occlusion_probability
         self.occlusion_size_range = tuple(occlusion_size_range)
+        if bulk_spacing <= 0.0 or bulk_scale_range[0] <= 0.0:
+            raise ValueError(f"bulk_spacing and bulk_scale_range must be positive: {bulk_spacing}, {bulk_scale_range}")
+        self.bulk_probability = bulk_probability
+        self.bulk_scale_range = tuple(bulk_scale_range)
+        self.bulk_spacing = bulk_spacing
+        self.bulk_rotate_range = tuple(bulk_rotate_range)
+        self.bulk_upright_probability = bulk_upright_probability
+        self.bulk_gain_jitter = bulk_gain_jitter
         self.scenes = scenes
 
     # --- sampling: resolution-free, so rendering is a pure function of the params -------------------
@@ -184,11 +152,33 @@ class SceneComposite(A.ImageOnlyTransform):
             "angle": rng.uniform(*self.rotate_range),
         }
 
+    def _bulk(self, rng: np.random.Generator, py: Any, aspect: float, portrait: bool) -> dict[str, Any]:
+        """Copies on a jittered grid that covers the canvas (centres in fractions of its width and height),
+        drawn in random order so that neighbours overlap either way."""
+        scale = rng.uniform(*self.bulk_scale_range)
+        step = scale * self.bulk_spacing  # in units of the canvas's shorter side
+        step_x, step_y = (step, step * aspect) if portrait else (step * aspect, step)
+        xs = np.arange(-0.5 * step_x, 1.0 + step_x, step_x) + rng.uniform(0.0, step_x)
+        ys = np.arange(-0.5 * step_y, 1.0 + step_y, step_y) + rng.uniform(0.0, step_y)
+        centres = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+        centres += rng.uniform(-0.3, 0.3, size=centres.shape) * (step_x, step_y)
+        angles = self.rotate_range if py.random() < self.bulk_upright_probability else self.bulk_rotate_range
+        n = len(centres)
+        return {
+            "scale": scale,
+            "centres": centres[rng.permutation(n)],
+            "sizes": rng.uniform(0.85, 1.15, size=n),
+            "angles": rng.uniform(*angles, size=n),
+            "gains": 1.0 + rng.uniform(-self.bulk_gain_jitter, self.bulk_gain_jitter, size=n),
+        }
+
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         rng, py = self.random_generator, self.py_random
         product = data.get("product")
         crop = rng.uniform(*self.scene_crop_range, size=2)
         origin = rng.uniform(0.0, 1.0, size=2) * (1.0 - crop)
+        aspect, portrait = rng.uniform(*self.canvas_aspect_range), py.random() < 0.5
+        bulk = self._bulk(rng, py, aspect, portrait) if py.random() < self.bulk_probability else None
         n_pile = py.randint(*self.pile_count_range) if py.random() < self.pile_probability else 0
         main = self._placement(rng, self.product_scale_range)
         pile = [self._placement(rng, (0.6 * main["scale"], main["scale"])) for _ in range(n_pile)]
@@ -215,8 +205,9 @@ class SceneComposite(A.ImageOnlyTransform):
                 "product": None if product is None else int(product),
                 "scene": rng.uniform(),
                 "scene_box": np.concatenate([origin, origin + crop]),
-                "aspect": rng.uniform(*self.canvas_aspect_range),
-                "portrait": py.random() < 0.5,
+                "aspect": aspect,
+                "portrait": portrait,
+                "bulk": bulk,
                 "main": main,
                 "pile": pile,
                 "exposure": rng.uniform(*self.exposure_range),
@@ -283,6 +274,38 @@ class SceneComposite(A.ImageOnlyTransform):
             alpha = cv2.GaussianBlur(alpha, (0, 0), soft / max(scale, 1e-6)) * alpha  # soften inwards only
         return cv2.warpAffine(rgb, matrix, **warp), cv2.warpAffine(alpha, matrix, **warp), target
 
+    def _bulk_display(self, out: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, c: Mapping[str, Any]) -> np.ndarray:
+        """Paint the bulk copies into ``out`` (in place); their union alpha. Each copy is warped as a small
+        patch, not over the whole canvas: a display holds up to a few hundred of them."""
+        height, width = out.shape[:2]
+        bulk, shadow = c["bulk"], c["shadow"]
+        base = bulk["scale"] * min(width, height) / max(alpha.shape)
+        size = (max(1, round(alpha.shape[1] * base)), max(1, round(alpha.shape[0] * base)))
+        small_rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        small_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+        h, w = small_alpha.shape
+        union = np.zeros((height, width), dtype=np.float32)
+        copies = zip(bulk["centres"], bulk["sizes"], bulk["angles"], bulk["gains"], strict=True)
+        for centre, k, angle, gain in copies:
+            side = int(np.ceil(np.hypot(h, w) * k)) + 2
+            matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, k)
+            matrix[:, 2] += (side / 2.0 - w / 2.0, side / 2.0 - h / 2.0)
+            patch = cv2.warpAffine(small_rgb, matrix, (side, side), flags=cv2.INTER_LINEAR) * gain
+            matte = cv2.warpAffine(small_alpha, matrix, (side, side), flags=cv2.INTER_LINEAR)
+            x0, y0 = round(centre[0] * width - side / 2.0), round(centre[1] * height - side / 2.0)
+            cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+            if cx1 <= cx0 or cy1 <= cy0:
+                continue
+            sub = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+            region = out[cy0:cy1, cx0:cx1]
+            a = matte[sub][..., None]
+            if shadow is not None:  # the dark gaps between packed copies
+                gap = cv2.GaussianBlur(matte, (0, 0), max(0.5, 0.08 * side))[sub][..., None]
+                region *= 1.0 - shadow["strength"] * gap
+            region[:] = region * (1.0 - a) + patch[sub] * a
+            union[cy0:cy1, cx0:cx1] = np.maximum(union[cy0:cy1, cx0:cx1], a[..., 0])
+        return union
+
     def _occluder_mask(self, o: Mapping[str, Any], alpha: np.ndarray) -> np.ndarray:
         """Where store content covers the product: a box or ellipse entering its bounding box from one side."""
         ys, xs = np.nonzero(alpha > 0.5)
@@ -312,15 +335,18 @@ class SceneComposite(A.ImageOnlyTransform):
         size = (canvas.shape[1], canvas.shape[0])
         out = canvas.astype(np.float32)
         lit = self._relit(rgb, canvas, composite)
-        for place in [*composite["pile"], composite["main"]]:  # the pile behind, the product in front
-            product, matte, extent = self._warp(lit, alpha, place, size)
-            shadow = composite["shadow"]
-            if shadow is not None:
-                dx, dy = shadow["offset"] * extent
-                moved = cv2.warpAffine(matte, np.float32([[1, 0, dx], [0, 1, dy]]), size)
-                moved = cv2.GaussianBlur(moved, (0, 0), max(0.5, 0.04 * extent))
-                out *= (1.0 - shadow["strength"] * moved)[..., None]
-            out = out * (1.0 - matte[..., None]) + product * matte[..., None]
+        if composite["bulk"] is not None:
+            matte = self._bulk_display(out, lit, alpha, composite)
+        else:
+            for place in [*composite["pile"], composite["main"]]:  # the pile behind, the product in front
+                product, matte, extent = self._warp(lit, alpha, place, size)
+                shadow = composite["shadow"]
+                if shadow is not None:
+                    dx, dy = shadow["offset"] * extent
+                    moved = cv2.warpAffine(matte, np.float32([[1, 0, dx], [0, 1, dy]]), size)
+                    moved = cv2.GaussianBlur(moved, (0, 0), max(0.5, 0.04 * extent))
+                    out *= (1.0 - shadow["strength"] * moved)[..., None]
+                out = out * (1.0 - matte[..., None]) + product * matte[..., None]
         o = composite["occluder"]
         if o is not None and scenes is not None:
             other = scenes.choose(o["scene"], composite["product"])
