@@ -6,8 +6,12 @@
 Each argument is ``label=evaluation folder`` (or its report.json) of a run trained with
 ``data.unseen_products`` (any mode). Per run and product group: queries, products, the gate's top-1 on the
 group's photos, and every strategy's R@1 with its 95% interval (the report's bootstrap unit: products by
-default) and its average gain against global search with its interval; then the camera-faults retention when
-the evaluation ran that study. Writes the same as JSON.
+default) and its average gain against global search with its interval; then the camera-faults retention (with
+its intervals, for all photos and per group) when the evaluation ran that study. Writes the same as JSON.
+
+``label=FOLDER_A,FOLDER_B,FOLDER_C``: the evaluations of one recipe trained with different seeds; the label
+then also gets, per group and strategy, the seeds' mean, standard deviation and range of R@1 (and the gate's
+top-1): a recipe's result, not one seed's.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from snapsearch.utils.atomic import atomic_write_text
 
@@ -53,14 +59,45 @@ def groups(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _fault_rows(runs: dict[str, Any]) -> dict[str, Any]:
+    keys = ("R@1_kept", "R@1_kept_ci", "gate_top1", "gate_ece", "gate_ece_ci")
+    return {name: {key: c.get(key) for key in keys} for name, c in runs.items()}
+
+
 def faults(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The camera-faults retention and the gate's ECE, for all photos and per product group."""
     study = report.get("camera_faults")
     if not study:
         return None
-    return {
-        name: {"kept": c["R@1_kept"], "gate_top1": c["gate_top1"], "gate_ece": c["gate_ece"]}
-        for name, c in study["corruptions"].items()
+    mode = report.get("unseen_mode", "all")
+    return {"all": _fault_rows(study["corruptions"])} | {
+        GROUP_NAMES.get((g, mode), g): _fault_rows(runs) for g, runs in (study.get("by_novelty") or {}).items()
     }
+
+
+def across_seeds(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Per group: the gate's top-1 and each strategy's R@1 over the seeds (mean, sd, min, max, values)."""
+
+    def summary(values: list[float]) -> dict[str, Any]:
+        v = np.asarray(values, dtype=np.float64)
+        return {
+            "mean": float(v.mean()),
+            "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()),
+            "max": float(v.max()),
+            "values": [float(x) for x in v],
+        }
+
+    out: dict[str, Any] = {}
+    for group in per_seed[0]:
+        runs = [seed[group] for seed in per_seed if group in seed]
+        strategies = runs[0]["strategies"]
+        out[group] = {
+            "n_seeds": len(runs),
+            "gate_top1": summary([r["gate_top1"] for r in runs]),
+            "R@1": {s: summary([r["strategies"][s]["R@1"] for r in runs]) for s in strategies},
+        }
+    return out
 
 
 def _fmt(value: float | None, ci: list[float] | None, pct: bool = False) -> str:
@@ -71,6 +108,28 @@ def _fmt(value: float | None, ci: list[float] | None, pct: bool = False) -> str:
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+def _print_run(label: str, run: dict[str, Any]) -> None:
+    for group, g in run["groups"].items():
+        head = f"{g['n_products']} products, {g['n_queries']} photos, gate top-1 {g['gate_top1']:.3f}"
+        print(f"\n{label} / {group}: {head}")
+        for s, e in g["strategies"].items():
+            gain = _fmt(e["avg_gain"], e["avg_gain_ci"], pct=True)
+            print(f"  {s:10s} R@1 {_fmt(e['R@1'], e['R@1_ci'])}  R@5 {e['R@5']:.3f}  gain {gain}")
+    for group, runs in (run["camera_faults"] or {}).items():
+        print(f"\n{label} / camera faults, {group} (R@1 kept [95% CI]; gate ECE [95% CI]):")
+        for name, c in runs.items():
+            kept = "  ".join(f"{s} {_fmt(v, (c['R@1_kept_ci'] or {}).get(s))}" for s, v in c["R@1_kept"].items())
+            print(f"  {name:14s} {kept}  ECE {_fmt(c['gate_ece'], c['gate_ece_ci'])}")
+
+
+def _print_seeds(label: str, seeds: dict[str, Any]) -> None:
+    for group, g in seeds.items():
+        gate = g["gate_top1"]
+        print(f"\n{label} / {group}, {g['n_seeds']} seeds: gate top-1 {gate['mean']:.3f} +- {gate['sd']:.3f}")
+        for s, v in g["R@1"].items():
+            print(f"  {s:10s} R@1 {v['mean']:.3f} +- {v['sd']:.3f}  [{v['min']:.3f}, {v['max']:.3f}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="label=evaluation folder")
@@ -78,26 +137,22 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {}
     for item in args.runs:
-        label, _, path = item.partition("=")
-        report = _report(Path(path))
-        results[label] = {
-            "report": path,
-            "unseen_mode": report.get("unseen_mode"),
-            "bootstrap": report.get("bootstrap"),
-            "groups": groups(report),
-            "camera_faults": faults(report),
-        }
-        for group, g in results[label]["groups"].items():
-            head = f"{g['n_products']} products, {g['n_queries']} photos, gate top-1 {g['gate_top1']:.3f}"
-            print(f"\n{label} / {group}: {head}")
-            for s, e in g["strategies"].items():
-                gain = _fmt(e["avg_gain"], e["avg_gain_ci"], pct=True)
-                print(f"  {s:10s} R@1 {_fmt(e['R@1'], e['R@1_ci'])}  R@5 {e['R@5']:.3f}  gain {gain}")
-        if results[label]["camera_faults"]:
-            print(f"\n{label} / camera faults (R@1 kept; gate ECE):")
-            for name, c in results[label]["camera_faults"].items():
-                kept = "  ".join(f"{s} {100 * v:.0f}%" for s, v in c["kept"].items())
-                print(f"  {name:14s} {kept}  ECE {c['gate_ece']:.3f}")
+        label, _, paths = item.partition("=")
+        folders = paths.split(",")
+        reports = [_report(Path(path)) for path in folders]
+        for path, report in zip(folders, reports, strict=True):
+            name = label if len(folders) == 1 else f"{label}/{Path(path).parent.parent.name}"
+            results[name] = {
+                "report": path,
+                "unseen_mode": report.get("unseen_mode"),
+                "bootstrap": report.get("bootstrap"),
+                "groups": groups(report),
+                "camera_faults": faults(report),
+            }
+            _print_run(name, results[name])
+        if len(folders) > 1:
+            results[label] = {"reports": folders, "seeds": across_seeds([groups(r) for r in reports])}
+            _print_seeds(label, results[label]["seeds"])
     atomic_write_text(args.out, json.dumps(results, indent=2))
     print(f"\nwritten: {args.out}")
 

@@ -250,29 +250,45 @@ def _growing_pool_section(study: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def _camera_faults_section(study: dict[str, Any] | None) -> list[str]:
-    """Each corruption: the gate's accuracy and ECE, and each strategy's R@1 (share of clean R@1 kept)."""
-    if not study:
-        return []
-    runs = study["corruptions"]
+def _faults_table(runs: dict[str, Any]) -> str:
+    """One row per corruption: the gate's top-1 and ECE, each strategy's R@1 and the share of clean R@1 kept
+    (with its interval when the study resampled)."""
+
+    def kept(r: dict[str, Any], s: str) -> str:
+        ci = r.get("R@1_kept_ci", {}).get(s)
+        return f"{100 * r['R@1_kept'][s]:.0f}%" + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else "")
+
+    def ece(r: dict[str, Any]) -> str:
+        ci = r.get("gate_ece_ci")
+        return f"{r['gate_ece']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
     strategies = list(runs["clean"]["R@1"])
     rows = [
-        [
-            name,
-            f"{r['gate_top1']:.3f}",
-            f"{r['gate_ece']:.3f}",
-            *(f"{r['R@1'][s]:.3f} ({100 * r['R@1_kept'][s]:.0f}%)" for s in strategies),
-        ]
+        [name, f"{r['gate_top1']:.3f}", ece(r), *(f"{r['R@1'][s]:.3f} ({kept(r, s)})" for s in strategies)]
         for name, r in runs.items()
     ]
-    return [
+    return markdown_table(["photos", "gate top-1", "gate ECE", *strategies], rows)
+
+
+def _camera_faults_section(study: dict[str, Any] | None) -> list[str]:
+    """Each corruption: the gate's accuracy and ECE, and each strategy's R@1 (share of clean R@1 kept), for
+    all photos and, under the unseen-products protocol, for the seen and held-out products apart."""
+    if not study:
+        return []
+    boot = study.get("bootstrap")
+    note = f" 95% intervals: paired bootstrap over {boot['unit']}s, {boot['resamples']} resamples." if boot else ""
+    parts = [
         f"## Camera faults ({study['n_photos']} test photos, seeded corruptions)",
         "",
-        "R@1 (share of the clean R@1 kept) and the gate's top-1 accuracy and calibration error under each fault.",
+        "R@1 (share of the clean R@1 kept) and the gate's top-1 accuracy and calibration error under each fault."
+        + note,
         "",
-        markdown_table(["photos", "gate top-1", "gate ECE", *strategies], rows),
+        _faults_table(study["corruptions"]),
         "",
     ]
+    for group, runs in (study.get("by_novelty") or {}).items():
+        parts += [f"### Camera faults, {group} products", "", _faults_table(runs), ""]
+    return parts
 
 
 def _rejection_section(rejection: dict[str, Any] | None) -> list[str]:

@@ -64,6 +64,7 @@ def run_studies(
             strategies=[s for s in faults.strategies if s in cascade.strategies],
             k=faults.k,
             seed=faults.seed,
+            bootstrap=cfg.bootstrap,
         )
     if cfg.growing_pool.enabled:
         if cfg.protocol != "catalog":

@@ -24,3 +24,14 @@ def classifier_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float
         "macro_f1": float(multiclass_f1_score(p, y, n, average="macro")),
         "ece": float(multiclass_calibration_error(p, y, n, n_bins=ECE_BINS, norm="l1")),
     }
+
+
+def calibration_gaps(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each photo's confidence bin and (correct - confidence), binned as torchmetrics bins them: the ECE is
+    ``sum over bins of |sum of the bin's gaps| / photos``, so a bootstrap can reweight photos without
+    recomputing the metric per resample."""
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    edges = torch.linspace(0, 1, ECE_BINS + 1, dtype=torch.float32)
+    bins = (torch.bucketize(torch.from_numpy(confidence).float(), edges, right=True) - 1).numpy()
+    return bins, correct - confidence.astype(np.float64)
