@@ -9,6 +9,10 @@ group's photos, and every strategy's R@1 with its 95% interval (the report's boo
 default) and its average gain against global search with its interval; then the camera-faults retention (with
 its intervals, for all photos and per group) when the evaluation ran that study. Writes the same as JSON.
 
+``--by-top-group``: also each product group's R@1 per top-level group of the category tree (Grocery: Fruit,
+Packages, Vegetables), every strategy, from the evaluation's rankings.json and its run's manifest: where a
+lever helps (loose produce or packs).
+
 ``label=FOLDER_A,FOLDER_B,FOLDER_C``: the evaluations of one recipe trained with different seeds; the label
 then also gets, per group and strategy, the seeds' mean, standard deviation and range of R@1 (and the gate's
 top-1): a recipe's result, not one seed's.
@@ -22,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
+from snapsearch.data.sources import load_manifest
 from snapsearch.utils.atomic import atomic_write_text
 
 GROUP_NAMES = {("seen", "photos"): "seen", ("unseen", "photos"): "photo-less", ("unseen", "all"): "fully unseen"}
@@ -100,6 +106,37 @@ def across_seeds(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
+def by_top_group(folder: Path) -> dict[str, dict[str, Any]]:
+    """Per product group and top-level group: photos, products and every strategy's R@1 (point estimates)."""
+    folder = folder if folder.is_dir() else folder.parent
+    run = folder.parent.parent
+    labels = json.loads((run / "labels.json").read_text())
+    cfg = OmegaConf.load(run / "config.yaml")
+    manifest = load_manifest(cfg.data).set_index("image_id")
+    top = {
+        p: labels["categories"][c].split("/")[0]
+        for p, c in zip(labels["products"], labels["product_category"], strict=True)
+    }
+    mode, held = labels.get("unseen_mode", "all"), set(labels.get("unseen_products") or [])
+    rankings = json.loads((folder / "rankings.json").read_text())
+    out: dict[str, dict[str, Any]] = {}
+    for strategy, ranked in rankings.items():
+        truth = manifest.loc[list(ranked), "product_id"]
+        for image_id, product in truth.items():
+            group = GROUP_NAMES.get(("unseen" if product in held else "seen", mode), "seen")
+            cell = out.setdefault(f"{group} / {top[product]}", {"products": set(), "n": 0, "hits": {}})
+            cell["products"].add(product)
+            hit = bool(ranked[image_id]) and ranked[image_id][0] == product
+            cell["hits"][strategy] = cell["hits"].get(strategy, 0) + int(hit)
+            if strategy == next(iter(rankings)):
+                cell["n"] += 1
+    return {
+        key: {"n_queries": c["n"], "n_products": len(c["products"])}
+        | {"R@1": {s: h / c["n"] for s, h in c["hits"].items()}}
+        for key, c in sorted(out.items())
+    }
+
+
 def _fmt(value: float | None, ci: list[float] | None, pct: bool = False) -> str:
     if value is None:
         return "-"
@@ -115,6 +152,9 @@ def _print_run(label: str, run: dict[str, Any]) -> None:
         for s, e in g["strategies"].items():
             gain = _fmt(e["avg_gain"], e["avg_gain_ci"], pct=True)
             print(f"  {s:10s} R@1 {_fmt(e['R@1'], e['R@1_ci'])}  R@5 {e['R@5']:.3f}  gain {gain}")
+    for key, cell in (run.get("by_top_group") or {}).items():
+        r1 = "  ".join(f"{s} {v:.3f}" for s, v in cell["R@1"].items())
+        print(f"  {key} ({cell['n_products']} products, {cell['n_queries']} photos): {r1}")
     for group, runs in (run["camera_faults"] or {}).items():
         print(f"\n{label} / camera faults, {group} (R@1 kept [95% CI]; gate ECE [95% CI]):")
         for name, c in runs.items():
@@ -133,6 +173,7 @@ def _print_seeds(label: str, seeds: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="label=evaluation folder")
+    parser.add_argument("--by-top-group", action="store_true", help="R@1 per top-level category group too")
     parser.add_argument("--out", type=Path, default=Path("bench/results/product_groups.json"))
     args = parser.parse_args()
     results: dict[str, Any] = {}
@@ -149,6 +190,8 @@ def main() -> None:
                 "groups": groups(report),
                 "camera_faults": faults(report),
             }
+            if args.by_top_group:
+                results[name]["by_top_group"] = by_top_group(Path(path))
             _print_run(name, results[name])
         if len(folders) > 1:
             results[label] = {"reports": folders, "seeds": across_seeds([groups(r) for r in reports])}
