@@ -21,7 +21,7 @@ from snapsearch.search.live import LiveCatalog
 from snapsearch.search.rwlock import RWLock
 from snapsearch.serve.app import create_app
 from snapsearch.serve.batcher import Batcher, BatchOptions, Shed
-from tests.conftest import CONF_DIR, run_manifest
+from tests.conftest import CONF_DIR, GATED, run_manifest
 
 SHIPPED = BatchOptions.from_config(OmegaConf.load(CONF_DIR / "serve.yaml"))
 WAIT_S = 60  # an upper bound for the conditions the tests wait on, never reached when the code is right
@@ -191,7 +191,7 @@ def test_a_catalog_change_waits_for_the_read_section_of_a_search(service, photos
     state = client.app.state.serve  # type: ignore[attr-defined]
     cascade, live = state.cascade, state.live
     photo = photos[0]
-    category = _post(client, photo, k=1).json()["categories"][0]["category"]
+    category = _post(client, photo, k=1, strategy=GATED).json()["categories"][0]["category"]
     assert (
         client.post(
             "/products", data={"product_id": "mid", "category": category}, files=[("images", ("p.jpg", photo))]

@@ -23,7 +23,7 @@ from snapsearch.retrieval.backends import IndexSpec, Items
 from snapsearch.retrieval.milvus_client import MilvusConnection
 from snapsearch.retrieval.milvus_store import MilvusStore
 from snapsearch.retrieval.store import StoreUnavailable, excluding, load_store, mutable
-from tests.conftest import ROOT, SERVER_START_S
+from tests.conftest import GATED, ROOT, SERVER_START_S
 from tests.milvus_server import MilvusProcess, free_port
 from tests.test_vector_stores import CATEGORIES, STRATEGIES, _faiss, _rankings, make_pool
 
@@ -187,7 +187,7 @@ def test_service_live_catalog_on_milvus(milvus, smoke_bundle: Path, query_photo:
         health = client.get("/healthz").json()
         assert health["status"] == "ok" and health["store"]["backend"] == "milvus"
         photo = query_photo.read_bytes()
-        category = _search(client, photo, k=1)["categories"][0]["category"]
+        category = _search(client, photo, k=1, strategy=GATED)["categories"][0]["category"]
         form = {"product_id": "m-1", "category": category}
         assert client.post("/products", data=form, files=[("images", ("p.jpg", photo))]).status_code == 201
         assert _search(client, photo, k=3)["products"][0]["product_id"] == "m-1"
@@ -270,8 +270,8 @@ def test_two_service_processes_share_one_collection(milvus, smoke_bundle: Path, 
         second, b = _serve(smoke_bundle, milvus, "replicas", tmp_path / "b")
         try:
             photo = query_photo.read_bytes()
-            category = httpx.post(f"{a}/search", files={"image": ("p.jpg", photo)}, timeout=60).json()["categories"]
-            form = {"product_id": "shared-1", "category": category[0]["category"]}
+            searched = httpx.post(f"{a}/search", params={"strategy": GATED}, files={"image": ("p.jpg", photo)}, timeout=60)
+            form = {"product_id": "shared-1", "category": searched.json()["categories"][0]["category"]}
             added = httpx.post(f"{a}/products", data=form, files=[("images", ("p.jpg", photo))], timeout=60)
             assert added.status_code == 201, added.text
             assert _products(a, photo)[0] == "shared-1"

@@ -23,7 +23,7 @@ from snapsearch.search.cascade import Cascade
 from snapsearch.search.live import CatalogChangeError, LiveCatalog, check_product_id
 from snapsearch.serve.app import MB, create_app
 from snapsearch.serve.batcher import BatchOptions
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, GATED
 
 MAX_UPLOAD_MB = 2
 BATCHING = BatchOptions.from_config(OmegaConf.load(CONF_DIR / "serve.yaml"))  # the shipped settings
@@ -147,7 +147,7 @@ def test_product_ids_and_image_counts_are_checked(
     smoke_bundle: Path, client: TestClient, query_photo: Path, tmp_path: Path
 ) -> None:
     photo = query_photo.read_bytes()
-    category = _search(client, photo, k=1)["categories"][0]["category"]
+    category = _search(client, photo, k=1, strategy=GATED)["categories"][0]["category"]
     for bad in ("../../evil", "a/b", "a..b", ".hidden", "-x", "caf\u00e9", "two words", "x" * 129):
         r = client.post(
             "/products", data={"product_id": bad, "category": category}, files=[("images", ("p.jpg", photo))]
@@ -173,7 +173,7 @@ def test_live_catalog_add_remove_survive_a_restart(smoke_bundle: Path, query_pho
     changes = tmp_path / "changes"
     client = _client(smoke_bundle, changes)
     photo = query_photo.read_bytes()
-    category = _search(client, photo, k=1)["categories"][0]["category"]
+    category = _search(client, photo, k=1, strategy=GATED)["categories"][0]["category"]
     n_before = client.get("/info").json()["n_products"]
     form = {"product_id": "house-brand-1", "name": "House brand", "category": category}
     added = client.post("/products", data=form, files=[("images", ("p.jpg", photo, "image/jpeg"))])
@@ -208,7 +208,7 @@ def test_live_catalog_add_remove_survive_a_restart(smoke_bundle: Path, query_pho
 def test_searches_never_see_a_half_applied_change(client: TestClient, query_photo: Path) -> None:
     """Searches run while products are added and removed; every answer is whole and no request fails."""
     photo = query_photo.read_bytes()
-    category = _search(client, photo, k=1)["categories"][0]["category"]
+    category = _search(client, photo, k=1, strategy=GATED)["categories"][0]["category"]
     errors: list[str] = []
 
     def searcher() -> None:
@@ -268,7 +268,7 @@ def test_live_catalog_on_qdrant(smoke_bundle: Path, query_photo: Path, tmp_path:
 
     first = client()
     photo = query_photo.read_bytes()
-    category = _search(first, photo, k=1)["categories"][0]["category"]
+    category = _search(first, photo, k=1, strategy=GATED)["categories"][0]["category"]
     form = {"product_id": "q-1", "category": category}
     assert first.post("/products", data=form, files=[("images", ("p.jpg", photo))]).status_code == 201
     assert _search(first, photo, k=3)["products"][0]["product_id"] == "q-1"
