@@ -270,7 +270,8 @@ def test_two_service_processes_share_one_collection(milvus, smoke_bundle: Path, 
         second, b = _serve(smoke_bundle, milvus, "replicas", tmp_path / "b")
         try:
             photo = query_photo.read_bytes()
-            searched = httpx.post(f"{a}/search", params={"strategy": GATED}, files={"image": ("p.jpg", photo)}, timeout=60)
+            gated = {"strategy": GATED}
+            searched = httpx.post(f"{a}/search", params=gated, files={"image": ("p.jpg", photo)}, timeout=60)
             form = {"product_id": "shared-1", "category": searched.json()["categories"][0]["category"]}
             added = httpx.post(f"{a}/products", data=form, files=[("images", ("p.jpg", photo))], timeout=60)
             assert added.status_code == 201, added.text
