@@ -11,10 +11,13 @@ correction tried here is CSLS's (Conneau et al., 2018, for cross-lingual retriev
 - ``validation``: the validation photos (seen products only: the photo-less products' photos never reach
   selection), fixed before the test photos arrive.
 
-beta is chosen on the validation photos (the validation photos as the stream; best R@1, ties to the smaller
-beta): seen products' photos only, so the choice can read the correction's cost, not its gain. Then global
-search and the search inside the true category (``oracle``) on the test photos, product R@1 for seen and
-photo-less products, with the photo-less change against no correction in a paired bootstrap over products::
+beta is chosen on the validation photos as the stream (best R@1, ties to the smaller beta). Without a
+selection fold they are seen products' photos only, so the choice reads the correction's cost, not its gain.
+With one (``data.unseen_products.selection_fold``: seen products trained without their photos) the R@1 of
+the fold's photos and of the other seen products' photos are weighted by the catalog's share of products
+without and with training photos. Then global search and the search inside the true category (``oracle``)
+on the test photos, product R@1 per group (products with training photos, the fold's, photo-less), with the
+photo-less change against no correction in a paired bootstrap over products::
 
     python bench/hub_correction.py --run /work/runs/photos_dann5_10ep_s2 --bundle /work/bundles/photos_dann5_10ep_s2
 """
@@ -71,7 +74,7 @@ def main() -> None:
     t0 = time.perf_counter()
     cfg = OmegaConf.load(args.run / "config.yaml")
     labels = json.loads((args.run / "labels.json").read_text())
-    held = set(labels["unseen_products"] or [])
+    held, fold = set(labels["unseen_products"] or []), set(labels.get("selection_fold") or [])
     manifest = load_manifest(cfg.data)
     queries = manifest[manifest["domain"] == "query"]
     test, val = queries[queries["split"] == "test"], queries[queries["split"] == "val"]
@@ -89,12 +92,21 @@ def main() -> None:
     truth = np.array([position[p] for p in test["product_id"]])
     truth_val = np.array([position[p] for p in val["product_id"]])
     photo_less = np.array([p in held for p in test["product_id"]])
+    in_fold, val_fold = test["product_id"].isin(fold).to_numpy(), val["product_id"].isin(fold).to_numpy()
+    photographed = ~photo_less & ~in_fold
+    fold_weight = (len(held) + len(fold)) / len(products) if fold else 0.0
     same_category = product_category[None, :] == product_category[truth][:, None]
 
     r_stream, r_val = neighbourhood(gallery, q_test, args.k), neighbourhood(gallery, q_val, args.k)
     betas = [0.0, *args.betas]
-    validation = {beta: float(hits(q_val @ gallery.T - beta * r_val, truth_val).mean()) for beta in betas}
-    chosen = max(betas, key=lambda beta: (validation[beta], -beta))
+
+    def validation_r1(beta: float) -> dict[str, float]:
+        hit = hits(q_val @ gallery.T - beta * r_val, truth_val)
+        parts = {"seen": float(hit[~val_fold].mean()), "fold": float(hit[val_fold].mean()) if fold else 0.0}
+        return parts | {"weighted": (1 - fold_weight) * parts["seen"] + fold_weight * parts["fold"]}
+
+    validation = {beta: validation_r1(beta) for beta in betas}
+    chosen = max(betas, key=lambda beta: (validation[beta]["weighted"], -beta))
     variants = {"none": q_test @ gallery.T} | {
         f"{name}, beta {beta:g}": q_test @ gallery.T - beta * r
         for name, r in (("stream", r_stream), ("validation", r_val))
@@ -106,9 +118,10 @@ def main() -> None:
         hit, hit_oracle = hits(scores, truth), hits(scores, truth, same_category)
         per_query[name] = {"R@1": hit[photo_less].astype(np.float64)}
         rows[name] = {
-            "seen_R@1": float(hit[~photo_less].mean()),
+            "seen_R@1": float(hit[photographed].mean()),
             "photo_less_R@1": float(hit[photo_less].mean()),
-            "seen_oracle_R@1": float(hit_oracle[~photo_less].mean()),
+            "selection_fold_R@1": float(hit[in_fold].mean()) if fold else None,
+            "seen_oracle_R@1": float(hit_oracle[photographed].mean()),
             "photo_less_oracle_R@1": float(hit_oracle[photo_less].mean()),
         }
     intervals = paired_bootstrap(
@@ -120,7 +133,8 @@ def main() -> None:
         resamples=args.resamples,
         seed=args.seed,
     )
-    print("validation R@1 by beta: " + ", ".join(f"{b:g}: {v:.3f}" for b, v in validation.items()))
+    for beta, v in validation.items():
+        print(f"validation, beta {beta:g}: R@1 {v['weighted']:.3f} (seen {v['seen']:.3f}, fold {v['fold']:.3f})")
     print(f"chosen on validation: beta {chosen:g}")
     print(f"{'correction':22s} {'seen':>6s} {'photo-less [95% CI]':>22s} {'change [95% CI]':>18s}  oracle seen/less")
     for name, row in rows.items():
@@ -130,13 +144,21 @@ def main() -> None:
             f"{name:22s} {row['seen_R@1']:6.3f} {row['photo_less_R@1']:6.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
             f"[{100 * change[0]:+6.1f}, {100 * change[1]:+6.1f}]%  "
             f"{row['seen_oracle_R@1']:.3f}/{row['photo_less_oracle_R@1']:.3f}"
+            + (f"  fold {row['selection_fold_R@1']:.3f}" if fold else "")
         )
     result = {
         "run": str(args.run),
         "bundle": str(args.bundle),
         "k": args.k,
         "strategy": "global (and oracle: inside the true category)",
-        "queries": {"seen": int((~photo_less).sum()), "photo_less": int(photo_less.sum()), "validation": len(val)},
+        "queries": {
+            "seen": int(photographed.sum()),
+            "selection_fold": int(in_fold.sum()),
+            "photo_less": int(photo_less.sum()),
+            "validation": len(val),
+            "validation_selection_fold": int(val_fold.sum()),
+        },
+        "selection_fold_weight": fold_weight,
         "bootstrap": {"unit": "product", "resamples": args.resamples, "seed": args.seed},
         "validation_R@1": {f"{beta:g}": v for beta, v in validation.items()},
         "chosen_beta": chosen,
