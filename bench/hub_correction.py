@@ -49,7 +49,7 @@ def neighbourhood(gallery: np.ndarray, reference: np.ndarray, k: int) -> np.ndar
     """r(g): each gallery item's mean cosine to its k nearest reference photos."""
     sims = gallery @ reference.T
     k = min(k, sims.shape[1])
-    return np.sort(np.partition(sims, -k, axis=1)[:, -k:], axis=1).mean(axis=1)
+    return np.partition(sims, -k, axis=1)[:, -k:].mean(axis=1)
 
 
 def hits(scores: np.ndarray, truth: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
@@ -99,16 +99,17 @@ def main() -> None:
 
     r_stream, r_val = neighbourhood(gallery, q_test, args.k), neighbourhood(gallery, q_val, args.k)
     betas = [0.0, *args.betas]
+    cosine, cosine_val = q_test @ gallery.T, q_val @ gallery.T  # every variant shifts these
 
     def validation_r1(beta: float) -> dict[str, float]:
-        hit = hits(q_val @ gallery.T - beta * r_val, truth_val)
+        hit = hits(cosine_val - beta * r_val, truth_val)
         parts = {"seen": float(hit[~val_fold].mean()), "fold": float(hit[val_fold].mean()) if fold else 0.0}
         return parts | {"weighted": (1 - fold_weight) * parts["seen"] + fold_weight * parts["fold"]}
 
     validation = {beta: validation_r1(beta) for beta in betas}
     chosen = max(betas, key=lambda beta: (validation[beta]["weighted"], -beta))
-    variants = {"none": q_test @ gallery.T} | {
-        f"{name}, beta {beta:g}": q_test @ gallery.T - beta * r
+    variants = {"none": cosine} | {
+        f"{name}, beta {beta:g}": cosine - beta * r
         for name, r in (("stream", r_stream), ("validation", r_val))
         for beta in args.betas
     }
