@@ -35,6 +35,7 @@ from omegaconf import OmegaConf
 
 from snapsearch.data.sources import load_manifest
 from snapsearch.evaluation.uncertainty import paired_bootstrap
+from snapsearch.retrieval.hubness import HubReference
 from snapsearch.search.cascade import Cascade
 from snapsearch.utils.atomic import atomic_write_text
 
@@ -43,13 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def embed(cascade: Cascade, paths: list[str], batch: int) -> np.ndarray:
     return np.concatenate([cascade.embed_images(paths[i : i + batch]) for i in range(0, len(paths), batch)])
-
-
-def neighbourhood(gallery: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
-    """r(g): each gallery item's mean cosine to its k nearest reference photos."""
-    sims = gallery @ reference.T
-    k = min(k, sims.shape[1])
-    return np.partition(sims, -k, axis=1)[:, -k:].mean(axis=1)
 
 
 def hits(scores: np.ndarray, truth: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
@@ -97,7 +91,7 @@ def main() -> None:
     fold_weight = (len(held) + len(fold)) / len(products) if fold else 0.0
     same_category = product_category[None, :] == product_category[truth][:, None]
 
-    r_stream, r_val = neighbourhood(gallery, q_test, args.k), neighbourhood(gallery, q_val, args.k)
+    r_stream, r_val = (HubReference.from_photos(q, args.k).density(gallery) for q in (q_test, q_val))
     betas = [0.0, *args.betas]
     cosine, cosine_val = q_test @ gallery.T, q_val @ gallery.T  # every variant shifts these
 

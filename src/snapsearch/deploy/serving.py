@@ -23,6 +23,7 @@ from snapsearch.runtime.batch import BatchIO
 from snapsearch.search.calibration import CHOSEN_BY, calibrate_and_score, choose_default, conformal_record, unfitted
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec
+from snapsearch.search.hubness import HubnessOptions
 from snapsearch.search.sources import calibration_photos
 from snapsearch.utils.layout import RunDir
 
@@ -73,6 +74,7 @@ def serving_calibration(
                 default_strategy=next(iter(strategies)),
                 rejection={},
                 query_types=False,
+                hubness=HubnessOptions.from_config(cfg.get("hubness")),
                 batch_size=cfg.batch_size,
                 num_workers=cfg.num_workers,
             )

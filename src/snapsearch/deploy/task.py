@@ -18,15 +18,18 @@ from snapsearch.data.sources import load_manifest
 from snapsearch.deploy.export import INT8, ExportError, Int8Options, export_bundle
 from snapsearch.deploy.serving import serving_calibration
 from snapsearch.models.artifact import META_FILE
+from snapsearch.retrieval.hubness import HubReference
 from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.factory import run_runtime
+from snapsearch.runtime.models import CascadeRuntime
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec, embed_pool
+from snapsearch.search.hubness import HubnessOptions
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
 from snapsearch.search.query_type import QueryTypeHead
-from snapsearch.search.sources import catalog_pool, default_strategies
+from snapsearch.search.sources import calibration_photos, catalog_pool, default_strategies
 from snapsearch.utils.atomic import ensure_writable_dir
-from snapsearch.utils.layout import INDEX, LABELS, QUERY_TYPE, SOURCE_CONFIG, RunDir
+from snapsearch.utils.layout import HUBNESS, INDEX, LABELS, QUERY_TYPE, SOURCE_CONFIG, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +66,39 @@ def _calibration_batches(
     return {k: _verification_batch(photos, labels, c, n, max_pixels)[0] for k, c in contracts.items()}
 
 
+def _io(cfg: DictConfig, train_cfg: DictConfig) -> BatchIO:
+    return BatchIO(cfg.batch_size, cfg.num_workers, train_cfg.data.max_image_pixels, train_cfg.data.draft_decode)
+
+
 def _catalog_index(
-    cfg: DictConfig, run_dir: Path, train_cfg: DictConfig, catalog, labels: LabelMaps, out: Path
+    cfg: DictConfig,
+    runtime: CascadeRuntime,
+    train_cfg: DictConfig,
+    catalog,
+    labels: LabelMaps,
+    hub: HubReference | None,
+    out: Path,
 ) -> Path:
-    """The catalog's partitioned index built with the run's embedder, for a deployment to ship."""
-    io = BatchIO(cfg.batch_size, cfg.num_workers, train_cfg.data.max_image_pixels, train_cfg.data.draft_decode)
+    """The catalog's partitioned index built with the run's embedder (with the hubness densities when a
+    reference is shipped), for a deployment to ship."""
     spec = IndexSpec.from_config(OmegaConf.to_container(cfg.index))
-    index, _ = embed_pool(spec, run_runtime(run_dir), catalog, labels, io)
+    index, _ = embed_pool(spec, runtime, catalog, labels, _io(cfg, train_cfg), hub)
     index.save(out)
     return out
+
+
+def _hubness_reference(
+    cfg: DictConfig, runtime: CascadeRuntime, train_cfg: DictConfig, manifest, labels: LabelMaps, out: Path
+) -> HubReference | None:
+    """The validation photos' embeddings the bundle's catalog densities are measured against (``hubness``
+    group; none when it is off or there are no validation photos)."""
+    options = HubnessOptions.from_config(cfg.get("hubness"))
+    if options is None:
+        return None
+    reference = options.reference(runtime, calibration_photos(manifest, labels), labels, _io(cfg, train_cfg))
+    if reference is not None:
+        reference.save(out)
+    return reference
 
 
 def search_parity(
@@ -149,9 +176,13 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
             extra[QUERY_TYPE] = Path(tmp) / QUERY_TYPE
         ProductTable.from_manifest(manifest, labels).save(Path(tmp) / PRODUCTS_FILE)
         extra[PRODUCTS_FILE] = Path(tmp) / PRODUCTS_FILE
+        runtime = run_runtime(run_dir)
+        hub = _hubness_reference(cfg, runtime, train_cfg, manifest, labels, Path(tmp) / HUBNESS)
+        if hub is not None:
+            extra[HUBNESS] = Path(tmp) / HUBNESS
         if cfg.include_index:
             catalog = catalog_pool(manifest, labels)
-            extra[INDEX] = _catalog_index(cfg, run_dir, train_cfg, catalog, labels, Path(tmp) / INDEX)
+            extra[INDEX] = _catalog_index(cfg, runtime, train_cfg, catalog, labels, hub, Path(tmp) / INDEX)
         check = search_parity(
             run,
             manifest,

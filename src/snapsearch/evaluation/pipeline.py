@@ -33,6 +33,7 @@ from snapsearch.search.calibration import CHOSEN_BY, calibrate_and_score, choose
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import label_indices
 from snapsearch.search.config import open_cascade as open_cascade_from_config
+from snapsearch.search.hubness import hubness_info
 from snapsearch.utils.layout import LABELS, MULTITASK_STAGES, BundleDir, RunDir, resolve_source
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "embedder": cfg.embedder,
         "runtime": cascade.runtime.name,
         "index": OmegaConf.to_container(cfg.index),
+        "hubness": hubness_info(cascade.hubness, cascade.hub_reference),
         "baseline": cfg.cascade.baseline,
         "improvement_metrics": list(cfg.improvement_metrics),
         "bootstrap": describe_bootstrap(cfg.bootstrap.unit, cfg.bootstrap.resamples, q_prod),

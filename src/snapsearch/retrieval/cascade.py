@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from snapsearch.retrieval.hubness import DENSITY, HubCorrection, HubnessError
 from snapsearch.retrieval.index import PartitionedIndex
 from snapsearch.retrieval.metrics import best_item_per_product
 from snapsearch.retrieval.strategies import Route, Strategy, check_probs
@@ -43,6 +44,7 @@ def rank(
     k: int,
     true_partition: np.ndarray | None = None,
     overfetch: int = DEFAULT_OVERFETCH,
+    hubness: HubCorrection | None = None,
 ) -> tuple[list[Ranking], list[Route]]:
     """(each query's top-k products with scores and best items; the partitions each query searched, None =
     global). The one ranking path: the evaluator, the CLI and the service all rank through it.
@@ -55,7 +57,11 @@ def rank(
         k: products per query.
         true_partition: the queries' true partitions; only Oracle reads them.
         overfetch: raw items fetched per wanted product before de-duplication.
+        hubness: re-score the fetched items by their density (the index's :data:`DENSITY` column); None:
+            the store's scores as they are.
     """
+    if hubness is not None and DENSITY not in index.metadata:
+        raise HubnessError(f"the index has no {DENSITY!r} column: build it with a hubness reference")
     if k < 1 or overfetch < 1:
         raise ValueError(f"k={k} and overfetch={overfetch} must be >= 1")
     queries = np.asarray(query_emb, dtype=np.float32)
@@ -67,9 +73,11 @@ def rank(
 
     ranked: list[Ranking] = [Ranking([], [], []) for _ in range(len(queries))]
     pending = np.arange(len(queries))
-    fetch = min(k * overfetch, index.n_items)
+    fetch = min(k * overfetch if hubness is None else hubness.fetch(k * overfetch), index.n_items)
     while len(pending):
         hits = strategy.search(index, queries[pending], probs[pending], [routed[i] for i in pending], fetch)
+        if hubness is not None:
+            hits = [hubness.rescore(h, index.metadata[DENSITY]) for h in hits]
         short = []
         for qi, h in zip(pending, hits, strict=True):
             keep = best_item_per_product(h.item_ids, h.scores, index.item_product)[:k]

@@ -25,11 +25,13 @@ import pandas as pd
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, Ranking, Route, Strategy, rank
+from snapsearch.retrieval.hubness import DENSITY, HubCorrection, HubnessError, HubReference
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
 from snapsearch.search.answers import barcode_answer, ranked_answer
 from snapsearch.search.barcode import BARCODE_MODES, read_codes
+from snapsearch.search.hubness import hubness_info
 from snapsearch.search.products import ProductTable
 from snapsearch.search.query_image import QueryImage, to_rgb
 from snapsearch.search.query_type import QueryTypeError, QueryTypeHead, check_routes
@@ -70,6 +72,9 @@ class Cascade:
         type_routes: query type -> strategy, for requests that name none (e.g. ``{screenshot: global}``);
             a type without a route takes ``default_strategy``.
         text: OCR + text encoder + fusion: the words on the pack re-score the route's candidates.
+        hubness: the hubness correction of every strategy's scores (the index's density column); None: off.
+        hub_reference: the photos the densities were measured against: what gives a product added live
+            its densities (needed while the index has the column).
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class Cascade:
         query_types: QueryTypeHead | None = None,
         type_routes: Mapping[str, str | None] | None = None,
         text: TextSearch | None = None,
+        hubness: HubCorrection | None = None,
+        hub_reference: HubReference | None = None,
     ) -> None:
         if list(runtime.categories) != list(products.categories) or index.n_partitions != len(products.categories):
             raise ValueError(
@@ -124,6 +131,10 @@ class Cascade:
         self.query_types = query_types
         self.type_routes = check_routes(type_routes or {}, list(strategies))
         self.text = text
+        if hubness is not None and DENSITY not in index.metadata:
+            raise HubnessError(f"a hubness correction needs an index with the {DENSITY!r} column: rebuild it")
+        self.hubness = hubness
+        self.hub_reference = hub_reference
         self._pre_c = runtime.classifier_preprocess.eval_transform()
         self._pre_e = runtime.embedder_preprocess.eval_transform()
         self._shared_input = runtime.classifier_preprocess == runtime.embedder_preprocess
@@ -361,7 +372,7 @@ class Cascade:
         the models, and what the evaluator runs for every strategy on the same outputs. ``index``: another
         view of this catalog (e.g. with products held out); None means the cascade's own."""
         pool = self.index if index is None else index
-        return rank(self.strategies[strategy], pool, emb, probs, k, true_partition, self.overfetch)
+        return rank(self.strategies[strategy], pool, emb, probs, k, true_partition, self.overfetch, self.hubness)
 
     def result(
         self,
@@ -401,4 +412,5 @@ class Cascade:
                 "query_types": None if self.query_types is None else list(self.query_types.types),
                 "type_routes": self.type_routes,
                 "text": None if self.text is None else {"encoder": self.text.encoder.name, "weight": self.text.weight},
+                "hubness": hubness_info(self.hubness, self.hub_reference),
             }

@@ -13,6 +13,7 @@ import pandas as pd
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.manifest import category_at
 from snapsearch.retrieval.backends import IndexSpec, Items
+from snapsearch.retrieval.hubness import DENSITY, HubReference
 from snapsearch.retrieval.shards import ShardMismatchError, ids_digest, iter_shards, read_plan, read_shard
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, run_inference
@@ -32,17 +33,27 @@ def label_indices(frame: pd.DataFrame, labels: LabelMaps) -> tuple[np.ndarray, n
 
 
 def embed_pool(
-    spec: IndexSpec, runtime: CascadeRuntime, pool: pd.DataFrame, labels: LabelMaps, io: BatchIO
+    spec: IndexSpec,
+    runtime: CascadeRuntime,
+    pool: pd.DataFrame,
+    labels: LabelMaps,
+    io: BatchIO,
+    hub: HubReference | None = None,
 ) -> tuple[VectorStore, int]:
     """Embed the pool and index it (tagged with the embedder's fingerprint); also returns how many pool
     images were unreadable and skipped."""
     log.info("embedding %d pool images", len(pool))
     out = run_inference(runtime, pool, labels, classify=False, io=io, what="embedding the pool")
-    return index_rows(spec, runtime, lambda: [out.embeddings], pool.loc[out.rows], labels), out.skipped
+    return index_rows(spec, runtime, lambda: [out.embeddings], pool.loc[out.rows], labels, hub), out.skipped
 
 
 def shards_index(
-    spec: IndexSpec, runtime: CascadeRuntime, pool: pd.DataFrame, labels: LabelMaps, folder: Path
+    spec: IndexSpec,
+    runtime: CascadeRuntime,
+    pool: pd.DataFrame,
+    labels: LabelMaps,
+    folder: Path,
+    hub: HubReference | None = None,
 ) -> tuple[VectorStore, int]:
     """The pool's index built from ``python embed.py`` shards, read one shard at a time; refused when the
     shards are of another pool (order included) or another embedder than the runtime's."""
@@ -58,7 +69,8 @@ def shards_index(
         skipped += s.n_skipped
     rows = pool.iloc[np.concatenate(positions)]
     log.info("index from %d shards of %s (%d images, %d skipped)", plan.n_shards, folder, len(rows), skipped)
-    return index_rows(spec, runtime, lambda: (s.embeddings for s in iter_shards(folder, plan)), rows, labels), skipped
+    chunks = lambda: (s.embeddings for s in iter_shards(folder, plan))  # noqa: E731
+    return index_rows(spec, runtime, chunks, rows, labels, hub), skipped
 
 
 def index_rows(
@@ -67,8 +79,12 @@ def index_rows(
     chunks: Callable[[], Iterable[np.ndarray]],
     rows: pd.DataFrame,
     labels: LabelMaps,
+    hub: HubReference | None = None,
 ) -> VectorStore:
-    """Index the embeddings of manifest ``rows`` (in that order, as ``chunks`` yields them)."""
+    """Index the embeddings of manifest ``rows`` (in that order, as ``chunks`` yields them); with a hubness
+    reference each item's density is a metadata column (one more pass over the chunks)."""
     item_part, item_prod = label_indices(rows, labels)
     metadata = {"image_id": rows["image_id"].to_numpy().astype(str)}
+    if hub is not None:
+        metadata[DENSITY] = hub.densities(chunks())
     return spec.build(Items(chunks, item_part, item_prod, labels.categories, runtime.embedder_fingerprint, metadata))

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec
+from snapsearch.search.hubness import HubnessOptions
 from snapsearch.search.text import TextOptions
 
 
@@ -31,7 +32,8 @@ def text_options(text_cfg: DictConfig | None) -> TextOptions | None:
 def open_cascade(cfg: DictConfig, **options: Any) -> Cascade:
     """The one way a config opens a Cascade (the evaluator, ``search.py``, ``serve.py``): ``bundle=`` (with
     ``runtime=``) or ``run_dir=`` (eager torch, ``embedder=``, ``device=``), the strategies of
-    ``cascade.strategies`` and their type routes, ``index``/``index_path``, ``batch_size``/``num_workers``.
+    ``cascade.strategies`` and their type routes, ``index``/``index_path``, ``hubness``,
+    ``batch_size``/``num_workers``.
     ``options``: what the caller decides beyond that (the evaluator's pool, the service's rejection...)."""
     if (cfg.run_dir is None) == (cfg.bundle is None):
         raise ValueError("pass exactly one of bundle=<export bundle> or run_dir=<train run directory>")
@@ -43,6 +45,7 @@ def open_cascade(cfg: DictConfig, **options: Any) -> Cascade:
         "batch_size": cfg.batch_size,
         "num_workers": cfg.num_workers,
         "type_routes": dict(cfg.cascade.get("type_routes") or {}),
+        "hubness": HubnessOptions.from_config(cfg.get("hubness")),
     } | options
     if cfg.bundle is not None:
         return Cascade.from_bundle(cfg.bundle, runtime=cfg.runtime, **options)

@@ -19,6 +19,7 @@ from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.protocols import known_rows, without_unseen
 from snapsearch.data.sources import load_manifest
 from snapsearch.retrieval import Adaptive, Fusion, GlobalSearch, Strategy, Top1, TopK
+from snapsearch.retrieval.hubness import HubReference
 from snapsearch.retrieval.store import VectorStore, load_store
 from snapsearch.runtime.batch import BatchIO, run_inference
 from snapsearch.runtime.bundle import BundleError, read_bundle
@@ -26,10 +27,11 @@ from snapsearch.runtime.factory import run_runtime
 from snapsearch.runtime.models import BundleRuntime, CascadeRuntime
 from snapsearch.search.calibration import ServingRecord, resolve_default, unfitted
 from snapsearch.search.catalog_index import IndexSpec, embed_pool, label_indices, shards_index
+from snapsearch.search.hubness import HubnessOptions, correction_for
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
 from snapsearch.search.query_type import QueryTypeHead
 from snapsearch.search.text import TextOptions
-from snapsearch.utils.layout import BundleDir, RunDir
+from snapsearch.utils.layout import HUBNESS, BundleDir, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +98,23 @@ def query_type_head(folder: Path, runtime: CascadeRuntime) -> QueryTypeHead | No
 
 
 def _extras(
-    products: ProductTable, head: QueryTypeHead | None, text: TextOptions | None, options: dict[str, Any]
+    products: ProductTable,
+    head: QueryTypeHead | None,
+    text: TextOptions | None,
+    index: VectorStore,
+    hubness: HubnessOptions | None,
+    reference: HubReference | None,
+    where: str,
+    options: dict[str, Any],
 ) -> dict[str, Any]:
-    """The cascade options that depend on the opened source: its query-type head and the text search."""
-    return options | {"query_types": head, "text": None if text is None else text.build(products)}
+    """The cascade options that depend on the opened source: its query-type head, the text search and the
+    hubness correction (the reference is kept for the densities of products added live)."""
+    return options | {
+        "query_types": head,
+        "text": None if text is None else text.build(products),
+        "hubness": correction_for(index, hubness, where),
+        "hub_reference": reference,
+    }
 
 
 def _options(
@@ -118,8 +133,10 @@ def _index(
     labels: LabelMaps,
     spec: IndexSpec,
     io: BatchIO,
+    hub: HubReference | None,
 ) -> tuple[VectorStore, int]:
-    """(the index, pool images skipped as unreadable while building it)."""
+    """(the index, pool images skipped as unreadable while building it); a built index gets the hubness
+    densities of ``hub`` (a loaded one has them or not, as it was saved)."""
     if index_path is not None:
         index = load_store(
             index_path, expected_embedder_checksum=runtime.embedder_fingerprint, expected_dim=runtime.embedding_dim
@@ -133,8 +150,8 @@ def _index(
     if pool is None or pool.empty:
         raise SourceError("no catalog index was given and the manifest holds no catalog image to build one from")
     if shards is not None:
-        return shards_index(spec, runtime, pool, labels, Path(shards))
-    return embed_pool(spec, runtime, pool, labels, io)
+        return shards_index(spec, runtime, pool, labels, Path(shards), hub)
+    return embed_pool(spec, runtime, pool, labels, io, hub)
 
 
 def open_run(
@@ -155,6 +172,7 @@ def open_run(
     num_workers: int = 0,
     query_types: bool = True,
     text: TextOptions | None = None,
+    hubness: HubnessOptions | None = None,
     **cascade_options: Any,
 ) -> C:
     """A cascade on a run directory's eager models.
@@ -173,6 +191,7 @@ def open_run(
         batch_size, num_workers: batched embedding of the pool and the calibration photos.
         query_types: use the source's query-type head (``stages=[..., query_type]``) when it has one.
         text: search with the words read from the photo too (None: images only).
+        hubness: the hubness correction, its reference embedded from the run's validation photos (None: off).
         cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``, ``type_routes``...).
     """
     run = RunDir(Path(run_dir))
@@ -184,8 +203,10 @@ def open_run(
     runtime = run_runtime(run.root, embedder, generic_embedder, device)
     io = _options(data_cfg, batch_size, num_workers)
     pool = catalog_pool(manifest, labels) if pool is None else pool
-    built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io)
-    chosen = calibrate(strategies or default_strategies(), runtime, calibration_photos(manifest, labels), labels, io)
+    photos = calibration_photos(manifest, labels)
+    reference = hubness.reference(runtime, photos, labels, io) if hubness is not None else None
+    built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io, reference)
+    chosen = calibrate(strategies or default_strategies(), runtime, photos, labels, io)
     products = ProductTable.from_manifest(manifest, labels)
     head = query_type_head(run.query_type, runtime) if query_types else None
     return cls(  # type: ignore[call-arg]
@@ -197,7 +218,7 @@ def open_run(
         max_pixels=io.max_pixels,
         draft_decode=io.draft,
         pool_skipped=skipped,
-        **_extras(products, head, text, cascade_options),
+        **_extras(products, head, text, built, hubness, reference, str(run.root), cascade_options),
     )
 
 
@@ -218,6 +239,7 @@ def open_bundle(
     num_workers: int = 0,
     query_types: bool = True,
     text: TextOptions | None = None,
+    hubness: HubnessOptions | None = None,
     **cascade_options: Any,
 ) -> C:
     """A cascade on an export bundle (verified before anything in it is read).
@@ -231,7 +253,9 @@ def open_bundle(
     unfitted conformal strategy takes the recorded threshold of its coverage, ``default_strategy=None`` is
     the bundle's validation choice and ``rejection=None`` its rejection thresholds (``{}``: never reject).
     Only what the bundle lacks (an older export, another coverage) is calibrated on the source's validation
-    photos, when its manifest is readable. Other arguments as in :func:`open_run`.
+    photos, when its manifest is readable. The hubness reference is the bundle's ``hubness.npz`` (else
+    embedded from the validation photos when the manifest is read anyway). Other arguments as in
+    :func:`open_run`.
     """
     bundle = BundleDir(Path(bundle_dir))
     meta = read_bundle(bundle.root)  # integrity first: nothing below reads an unverified file
@@ -263,8 +287,9 @@ def open_bundle(
         manifest = load_manifest(data_cfg)
     if pool is None and manifest is not None:
         pool = catalog_pool(manifest, labels)
-    built, skipped = _index(models, index_path or shipped, shards, pool, labels, index or IndexSpec(), io)
     photos = calibration_photos(manifest, labels) if manifest is not None else None
+    reference = _bundle_reference(bundle, models, hubness, photos, labels, io)
+    built, skipped = _index(models, index_path or shipped, shards, pool, labels, index or IndexSpec(), io, reference)
     chosen = calibrate(wanted, models, photos, labels, io)
     head = query_type_head(bundle.query_type, models) if query_types else None
     if rejection is None:
@@ -279,5 +304,26 @@ def open_bundle(
         draft_decode=io.draft,
         pool_skipped=skipped,
         rejection=rejection,
-        **_extras(products, head, text, cascade_options),
+        **_extras(products, head, text, built, hubness, reference, str(bundle.root), cascade_options),
     )
+
+
+def _bundle_reference(
+    bundle: BundleDir,
+    runtime: CascadeRuntime,
+    hubness: HubnessOptions | None,
+    photos: pd.DataFrame | None,
+    labels: LabelMaps,
+    io: BatchIO,
+) -> HubReference | None:
+    """The bundle's hubness reference (loaded even with the correction off: its shipped index's densities
+    then still grow with the live catalog); an older bundle's is embedded from the validation photos when
+    they are at hand (else the correction is off, logged)."""
+    if bundle.hubness.is_file():
+        return HubReference.load(bundle.hubness, runtime.embedder_fingerprint)
+    if hubness is None:
+        return None
+    if photos is None:
+        log.warning("bundle %s has no %s (exported before it): re-export it to correct hubness", bundle.root, HUBNESS)
+        return None
+    return hubness.reference(runtime, photos, labels, io)

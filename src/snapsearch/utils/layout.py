@@ -20,6 +20,7 @@ QUERY_TYPE = "query_type"
 MODEL_FILE = "model.json"
 LABELS = "labels.json"
 INDEX = "index"
+HUBNESS = "hubness.npz"  # a bundle's hubness reference: the validation photos' embeddings
 SOURCE_CONFIG = "source_config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
 STEP_CHECKPOINT = "step.ckpt"  # the filename of conf/callbacks/default.yaml's step_checkpoint
@@ -128,6 +129,10 @@ class BundleDir:
     @property
     def query_type(self) -> Path:
         return self.root / QUERY_TYPE
+
+    @property
+    def hubness(self) -> Path:
+        return self.root / HUBNESS
 
     @property
     def evaluations(self) -> Path:
