@@ -16,7 +16,7 @@ from snapsearch.data.manifest import category_at
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.data.protocols import answerable, trained_photos
 from snapsearch.data.sources import load_manifest
-from snapsearch.data.unseen import choose_unseen_products
+from snapsearch.data.unseen import choose_selection_fold, choose_unseen_products
 from snapsearch.search.sources import calibration_photos
 from snapsearch.utils.resolvers import register_resolvers
 
@@ -133,3 +133,22 @@ def test_selection_fold_needs_the_photos_mode(grocery: Path) -> None:
     cfg = _train_config(grocery, "data.unseen_products.mode=all", "data.unseen_products.selection_fold=0.2")
     with pytest.raises(ValueError, match="needs mode=photos"):
         SnapDataModule(cfg.data, cfg.augment, cfg.seed)
+
+
+def test_a_fold_that_may_take_a_partitions_last_photographed_product_reaches_loose_produce(grocery: Path) -> None:
+    """On Grocery every fruit and vegetable partition keeps one photographed product once the held-out products
+    are drawn, so the default fold holds packs only; ``fold_keeps_photographed=false`` draws produce too (a
+    partition may then be known from catalog images alone) and still never a held-out product."""
+    overrides = ("data.unseen_products.mode=photos", "data.unseen_products.selection_fold=0.2")
+    full = load_manifest(_train_config(grocery, *overrides).data)
+    unseen = choose_unseen_products(full, 2, FRACTION, seed=0)
+    top = category_at(full.drop_duplicates("product_id").set_index("product_id")["category"], 1)
+    strict = choose_selection_fold(full, 2, 0.2, 0, unseen)
+    relaxed = choose_selection_fold(full, 2, 0.2, 0, unseen, keep_photographed=False)
+    assert set(top[strict]) == {"Packages"}
+    assert set(top[relaxed]) == {"Fruit", "Packages", "Vegetables"} and not set(relaxed) & set(unseen)
+    cfg = _train_config(grocery, *overrides, "data.unseen_products.fold_keeps_photographed=false")
+    dm = SnapDataModule(cfg.data, cfg.augment, cfg.seed)
+    assert dm.labels.selection_fold == relaxed
+    train = dm.frame("train")
+    assert not set(train.loc[train["domain"] == "query", "product_id"]) & set(relaxed)

@@ -38,7 +38,14 @@ class SnapDataModule(pl.LightningDataModule):
         manifest = load_manifest(data_cfg)
         held = data_cfg.unseen_products
         unseen = choose_unseen_products(manifest, data_cfg.partition_depth, held.fraction, held.seed)
-        fold = choose_selection_fold(manifest, data_cfg.partition_depth, held.selection_fold, held.seed, unseen)
+        fold = choose_selection_fold(
+            manifest,
+            data_cfg.partition_depth,
+            held.selection_fold,
+            held.seed,
+            unseen,
+            keep_photographed=bool(held.get("fold_keeps_photographed", True)),  # runs saved before the key
+        )
         self.labels = LabelMaps.from_manifest(manifest, data_cfg.partition_depth, unseen, held.mode, fold)
         # Nothing held out reaches training, selection (validation) or calibration; the selection fold's
         # training photos are out as well (selection reads its validation photos).

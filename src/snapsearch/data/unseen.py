@@ -32,15 +32,24 @@ SELECTION_FOLD_STREAM = 1
 
 
 def choose_selection_fold(
-    manifest: pd.DataFrame, partition_depth: int, fraction: float, seed: int, unseen: list[str]
+    manifest: pd.DataFrame,
+    partition_depth: int,
+    fraction: float,
+    seed: int,
+    unseen: list[str],
+    keep_photographed: bool = True,
 ) -> list[str]:
     """A fold of the *seen* products (about ``fraction`` of each top group, drawn with ``seed``; sorted) whose
     training photos are withheld while their validation photos stay: a model is selected for photo-less
     behaviour on them, never on the held-out products' photos. Only products with validation photos are
-    drawn (the others could not be scored); each partition keeps a product with photos."""
+    drawn (the others could not be scored). ``keep_photographed``: each partition keeps a product with
+    photos; False lets the fold take a partition's last one (its category is then known from catalog images
+    only: a harder case than the held-out products', and on Grocery the only way loose produce, one or two
+    products a partition, reaches the fold)."""
     scored = manifest.loc[(manifest["domain"] == "query") & (manifest["split"] == "val"), "product_id"]
     rng = np.random.default_rng((seed, SELECTION_FOLD_STREAM))
-    fold = _draw_products(manifest, partition_depth, fraction, rng, exclude=unseen, eligible=set(scored))
+    keep = 1 if keep_photographed else 0
+    fold = _draw_products(manifest, partition_depth, fraction, rng, unseen, set(scored), keep)
     if fold:
         log.info("selection fold: %d seen products without training photos, selected on their val photos", len(fold))
     return fold
@@ -57,9 +66,10 @@ def _draw_products(
     rng: np.random.Generator,
     exclude: list[str],
     eligible: set[str] | None = None,
+    keep: int = 1,
 ) -> list[str]:
     """Stratified by top group; a product (of ``eligible``, default all) is drawn only if its partition keeps
-    another product outside both ``exclude`` and the draw."""
+    ``keep`` other products outside both ``exclude`` and the draw."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"data.unseen_products fraction={fraction} must be in [0, 1)")
     if fraction == 0.0:
@@ -76,7 +86,7 @@ def _draw_products(
             if target == 0:
                 break
             drawable = product not in exclude and (eligible is None or product in eligible)
-            if drawable and seen_left.get(partition[product], 0) > 1:
+            if drawable and seen_left.get(partition[product], 0) > keep:
                 seen_left[partition[product]] -= 1
                 drawn.append(product)
                 target -= 1
