@@ -24,6 +24,7 @@ from snapsearch.retrieval.store import excluding
 from snapsearch.runtime.batch import BatchIO
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import label_indices
+from snapsearch.search.hubness import density_column
 
 CURVE_KS = (1, 5)
 CURVE_METRICS = ("R@1", "R@5")
@@ -56,12 +57,14 @@ def growing_pool_study(
     rows: list[dict[str, Any]] = []
     for size in sorted({min(int(s), len(d_emb)) for s in sizes}):
         take = order[:size]
+        vectors = np.concatenate([p_emb, d_emb[take]])
         index = PartitionedIndex.build(
-            np.concatenate([p_emb, d_emb[take]]),
+            vectors,
             np.concatenate([p_part, d_part[take]]),
             np.concatenate([p_prod, first_pseudo + np.arange(size)]),
             n_partitions=cascade.index.n_partitions,
             factory=factory,
+            metadata=density_column(cascade.hub_reference, vectors),  # the cascade's hubness correction applies
         )
         owner = np.concatenate([np.full(len(p_emb), -1), d_real[take]])  # real product behind each item
         ranked: dict[str, list[list[int]]] = {s: [[] for _ in range(len(q_prod))] for s in strategies}

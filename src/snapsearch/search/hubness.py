@@ -95,3 +95,8 @@ def item_densities(reference: HubReference | None, embeddings: np.ndarray, n_ite
     if len(embeddings) != n_items:
         raise HubnessError(f"{len(embeddings)} embeddings for {n_items} items")
     return reference.density(embeddings)
+
+
+def density_column(reference: HubReference | None, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+    """The metadata an index built from ``embeddings`` needs for the correction (none without a reference)."""
+    return {} if reference is None else {DENSITY: reference.density(embeddings)}
