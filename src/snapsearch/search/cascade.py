@@ -31,7 +31,7 @@ from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
 from snapsearch.search.answers import barcode_answer, ranked_answer
 from snapsearch.search.barcode import BARCODE_MODES, read_codes
-from snapsearch.search.hubness import hubness_info
+from snapsearch.search.info import describe
 from snapsearch.search.products import ProductTable
 from snapsearch.search.query_image import QueryImage, to_rgb
 from snapsearch.search.query_type import QueryTypeError, QueryTypeHead, check_routes
@@ -392,25 +392,4 @@ class Cascade:
     def info(self) -> dict[str, Any]:
         """What this cascade serves, JSON-ready (``GET /info``)."""
         with self.lock:
-            sizes = np.bincount(
-                self.index.item_partition[~getattr(self.index, "removed", np.zeros(self.index.n_items, bool))],
-                minlength=self.index.n_partitions,
-            )
-            return {
-                "runtime": self.runtime.name,
-                "strategies": self.searchable(),
-                "default_strategy": self.default_strategy,
-                "categories": list(self.products.categories),
-                "n_products": self.products.n_live,
-                "n_items": int(sizes.sum()),
-                "partition_sizes": {c: int(n) for c, n in zip(self.products.categories, sizes, strict=True)},
-                "index": {"factory": self.index.factory, "metric": self.index.metric},
-                "embedding_dim": self.runtime.embedding_dim,
-                "rejection": self.rejection,
-                "k_max": self.k_max,
-                "barcodes": self.barcodes,
-                "query_types": None if self.query_types is None else list(self.query_types.types),
-                "type_routes": self.type_routes,
-                "text": None if self.text is None else {"encoder": self.text.encoder.name, "weight": self.text.weight},
-                "hubness": hubness_info(self.hubness, self.hub_reference),
-            }
+            return describe(self)
