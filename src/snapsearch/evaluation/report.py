@@ -88,7 +88,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Source `{results['source']}`, embedder `{results['embedder']}`, index `{results['index']['factory']}`, "
         f"runtime `{results['runtime']}`. {results['n_queries']} query photos, {results['n_pool']} pool images "
-        f"of {results['n_products']} products in {results['n_partitions']} partitions.",
+        f"of {results['n_products']} products in {results['n_partitions']} partitions. {_hubness_note(results)}",
         "",
         "## Retrieval (product level; relative changes against "
         f"`{results['baseline']}`, avg. gain = mean relative gain in {', '.join(results['improvement_metrics'])})",
@@ -361,3 +361,14 @@ def save_png(fig: Any, path: Path) -> None:
 
     atomic_save(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
+
+
+def _hubness_note(results: dict[str, Any]) -> str:
+    """Whether every strategy's scores were corrected for hubness (reports written before it say nothing)."""
+    hub = results.get("hubness")
+    if hub is None:
+        return "No hubness correction." if "hubness" in results else ""
+    return (
+        f"Scores corrected for hubness: cos - {hub['weight']:g} x density ({hub['neighbours']} nearest of "
+        f"{hub['reference_photos']} validation photos)."
+    )
