@@ -69,8 +69,8 @@ def shards_index(
         skipped += s.n_skipped
     rows = pool.iloc[np.concatenate(positions)]
     log.info("index from %d shards of %s (%d images, %d skipped)", plan.n_shards, folder, len(rows), skipped)
-    chunks = lambda: (s.embeddings for s in iter_shards(folder, plan))  # noqa: E731
-    return index_rows(spec, runtime, chunks, rows, labels, hub), skipped
+    built = index_rows(spec, runtime, lambda: (s.embeddings for s in iter_shards(folder, plan)), rows, labels, hub)
+    return built, skipped
 
 
 def index_rows(
