@@ -100,3 +100,12 @@ def item_densities(reference: HubReference | None, embeddings: np.ndarray, n_ite
 def density_column(reference: HubReference | None, embeddings: np.ndarray) -> dict[str, np.ndarray]:
     """The metadata an index built from ``embeddings`` needs for the correction (none without a reference)."""
     return {} if reference is None else {DENSITY: reference.density(embeddings)}
+
+
+def journalled_densities(event: Mapping[str, Any], column: np.ndarray, n_items: int) -> np.ndarray:
+    """The densities a shared catalog's journal event carries for its items; an event journalled before
+    they travelled there gets the column's mean (logged: neither favoured nor buried)."""
+    if "densities" in event:
+        return np.asarray(event["densities"], dtype=np.float32)
+    log.warning("a journalled product has no hubness densities (journalled before them): the column's mean")
+    return np.full(n_items, float(column.mean()) if len(column) else 0.0, dtype=np.float32)
