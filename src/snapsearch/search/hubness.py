@@ -4,7 +4,7 @@ catalog's densities against, and the correction a ranking applies (:mod:`snapsea
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,3 +109,15 @@ def journalled_densities(event: Mapping[str, Any], column: np.ndarray, n_items: 
         return np.asarray(event["densities"], dtype=np.float32)
     log.warning("a journalled product has no hubness densities (journalled before them): the column's mean")
     return np.full(n_items, float(column.mean()) if len(column) else 0.0, dtype=np.float32)
+
+
+def added_metadata(
+    keys: Iterable[str], image_id: str, n_items: int, densities: Callable[[], np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The metadata of a product's ``n_items`` items added to a live index: its image id in every field, and
+    ``densities()`` (called only then) in the density column when the index has one."""
+    keys = list(keys)
+    meta = {k: np.full(n_items, image_id) for k in keys if k != DENSITY}
+    if DENSITY in keys:
+        meta[DENSITY] = np.asarray(densities(), dtype=np.float32)
+    return meta

@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from snapsearch.retrieval.hubness import DENSITY
 from snapsearch.retrieval.live_index import Compaction, LiveIndex
 from snapsearch.retrieval.store import MutableVectorStore, mutable
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.changelog import ChangeLog, fsync_dir
-from snapsearch.search.hubness import item_densities
+from snapsearch.search.hubness import added_metadata, item_densities
 from snapsearch.search.products import Product
 from snapsearch.search.rwlock import RWLock
 from snapsearch.search.text import product_text
@@ -208,9 +207,13 @@ class LiveCatalog:
                 if self.cascade.text is not None:  # its name joins the text search at the same position
                     self.cascade.text.add_product(product_text(product.name, product.description))
                 n = len(embeddings)  # type: ignore[arg-type]
-                meta = {key: np.full(n, product.image_id) for key in self.index.metadata if key != DENSITY}
-                if DENSITY in self.index.metadata:
-                    meta[DENSITY] = item_densities(self.cascade.hub_reference, embeddings, n)  # type: ignore[arg-type]
+                reference = self.cascade.hub_reference
+                meta = added_metadata(
+                    self.index.metadata,
+                    product.image_id,
+                    n,
+                    lambda: item_densities(reference, embeddings, n),  # type: ignore[arg-type]
+                )
                 ids = self.index.add(embeddings, np.full(n, product.partition), np.full(n, position), meta)  # type: ignore[arg-type]
                 self._items_of[position] = np.asarray(ids)
                 self._added[product.product_id] = event

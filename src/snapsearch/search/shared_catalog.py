@@ -27,7 +27,7 @@ import numpy as np
 from snapsearch.retrieval.hubness import DENSITY
 from snapsearch.retrieval.store import StoreUnavailable
 from snapsearch.search.cascade import Cascade
-from snapsearch.search.hubness import item_densities, journalled_densities
+from snapsearch.search.hubness import added_metadata, item_densities, journalled_densities
 from snapsearch.search.live import CatalogChangeError, LiveCatalog, LiveOptions, check_product_id
 from snapsearch.search.products import Product
 from snapsearch.search.rwlock import RWLock
@@ -93,10 +93,12 @@ class SharedCatalog(LiveCatalog):
             files = [self._write_bytes(f"images/{key}_{i}.img", data) for i, data in enumerate(images)]
             product = Product(product_id, name or product_id, category, partition, f"live/{key}", files[0])
             n = len(embeddings)
-            meta = {k: np.full(n, product.image_id) for k in self.store.metadata if k != DENSITY}
+            reference = self.cascade.hub_reference
+            meta = added_metadata(
+                self.store.metadata, product.image_id, n, lambda: item_densities(reference, embeddings, n)
+            )
             event: dict[str, Any] = {"op": "add", "product": asdict(product)}
-            if DENSITY in self.store.metadata:  # every replica gets the same densities through the journal
-                meta[DENSITY] = item_densities(self.cascade.hub_reference, embeddings, n)
+            if DENSITY in meta:  # every replica gets the same densities through the journal
                 event["densities"] = meta[DENSITY].tolist()
             points = self.store.upload(embeddings, np.full(n, partition), np.full(n, -1), meta)
             event["points"] = points.tolist()
@@ -148,9 +150,10 @@ class SharedCatalog(LiveCatalog):
                     self.cascade.text.add_product(product_text(product.name, product.description))
                 points = np.asarray(event["points"], dtype=np.int64)
                 n = len(points)
-                meta = {k: np.full(n, product.image_id) for k in self.store.metadata if k != DENSITY}
-                if DENSITY in self.store.metadata:
-                    meta[DENSITY] = journalled_densities(event, self.store.metadata[DENSITY], n)
+                column = self.store.metadata.get(DENSITY)
+                meta = added_metadata(
+                    self.store.metadata, product.image_id, n, lambda: journalled_densities(event, column, n)
+                )
                 ids = self.store.attach(points, np.full(n, product.partition), np.full(n, position), meta)
                 self._items_of[position] = ids
             elif event["product_id"] in table:
