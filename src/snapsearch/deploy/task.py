@@ -19,6 +19,7 @@ from snapsearch.deploy.export import INT8, ExportError, Int8Options, export_bund
 from snapsearch.deploy.serving import serving_calibration
 from snapsearch.models.artifact import META_FILE
 from snapsearch.retrieval.hubness import HubReference
+from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.factory import run_runtime
 from snapsearch.runtime.models import CascadeRuntime
@@ -26,10 +27,11 @@ from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec, embed_pool
 from snapsearch.search.hubness import HubnessOptions
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
+from snapsearch.search.prototype_shift import PrototypeShiftOptions
 from snapsearch.search.query_type import QueryTypeHead
 from snapsearch.search.sources import calibration_photos, catalog_pool, default_strategies
 from snapsearch.utils.atomic import ensure_writable_dir
-from snapsearch.utils.layout import HUBNESS, INDEX, LABELS, QUERY_TYPE, SOURCE_CONFIG, RunDir
+from snapsearch.utils.layout import HUBNESS, INDEX, LABELS, PROTOTYPE_SHIFT, QUERY_TYPE, SOURCE_CONFIG, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +79,13 @@ def _catalog_index(
     catalog,
     labels: LabelMaps,
     hub: HubReference | None,
+    shift: PrototypeShift | None,
     out: Path,
 ) -> Path:
-    """The catalog's partitioned index built with the run's embedder (with the hubness densities when a
-    reference is shipped), for a deployment to ship."""
+    """The catalog's partitioned index built with the run's embedder (its vectors moved by the shipped
+    prototype shift, with the hubness densities when a reference is shipped), for a deployment to ship."""
     spec = IndexSpec.from_config(OmegaConf.to_container(cfg.index))
-    index, _ = embed_pool(spec, runtime, catalog, labels, _io(cfg, train_cfg), hub)
+    index, _ = embed_pool(spec, runtime, catalog, labels, _io(cfg, train_cfg), hub, shift)
     index.save(out)
     return out
 
@@ -99,6 +102,20 @@ def _hubness_reference(
     if reference is not None:
         reference.save(out)
     return reference
+
+
+def _prototype_shift(
+    cfg: DictConfig, runtime: CascadeRuntime, train_cfg: DictConfig, manifest, labels: LabelMaps, out: Path
+) -> PrototypeShift | None:
+    """The catalog offsets the bundle ships, measured on the run's training photos (``prototype_shift``
+    group; none when it is off or the run trained no photos)."""
+    options = PrototypeShiftOptions.from_config(cfg.get("prototype_shift"))
+    if options is None:
+        return None
+    shift = options.measure(runtime, manifest, catalog_pool(manifest, labels), labels, _io(cfg, train_cfg))
+    if shift is not None:
+        shift.save(out)
+    return shift
 
 
 def search_parity(
@@ -180,9 +197,12 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         hub = _hubness_reference(cfg, runtime, train_cfg, manifest, labels, Path(tmp) / HUBNESS)
         if hub is not None:
             extra[HUBNESS] = Path(tmp) / HUBNESS
+        shift = _prototype_shift(cfg, runtime, train_cfg, manifest, labels, Path(tmp) / PROTOTYPE_SHIFT)
+        if shift is not None:
+            extra[PROTOTYPE_SHIFT] = Path(tmp) / PROTOTYPE_SHIFT
         if cfg.include_index:
             catalog = catalog_pool(manifest, labels)
-            extra[INDEX] = _catalog_index(cfg, runtime, train_cfg, catalog, labels, hub, Path(tmp) / INDEX)
+            extra[INDEX] = _catalog_index(cfg, runtime, train_cfg, catalog, labels, hub, shift, Path(tmp) / INDEX)
         check = search_parity(
             run,
             manifest,

@@ -88,7 +88,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Source `{results['source']}`, embedder `{results['embedder']}`, index `{results['index']['factory']}`, "
         f"runtime `{results['runtime']}`. {results['n_queries']} query photos, {results['n_pool']} pool images "
-        f"of {results['n_products']} products in {results['n_partitions']} partitions. {_hubness_note(results)}",
+        f"of {results['n_products']} products in {results['n_partitions']} partitions. {_hubness_note(results)}"
+        f"{_shift_note(results)}",
         "",
         "## Retrieval (product level; relative changes against "
         f"`{results['baseline']}`, avg. gain = mean relative gain in {', '.join(results['improvement_metrics'])})",
@@ -371,4 +372,16 @@ def _hubness_note(results: dict[str, Any]) -> str:
     return (
         f"Scores corrected for hubness: cos - {hub['weight']:g} x density ({hub['neighbours']} nearest of "
         f"{hub['reference_photos']} validation photos)."
+    )
+
+
+def _shift_note(results: dict[str, Any]) -> str:
+    """Whether the catalog's vectors were moved by the prototype shift (reports before it say nothing)."""
+    shift = results.get("prototype_shift")
+    if shift is None:
+        return " No prototype shift." if "prototype_shift" in results else ""
+    return (
+        f" Catalog vectors shifted towards shopper photos: products with training photos by "
+        f"{shift['trained_weight']:g} x their own offset, the others by {shift['untrained_weight']:g} x their "
+        f"category's ({shift['trained_products']} products measured)."
     )

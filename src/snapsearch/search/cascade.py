@@ -26,6 +26,7 @@ from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, Ranking, Route, Strategy, rank
 from snapsearch.retrieval.hubness import DENSITY, HubCorrection, HubnessError, HubReference
+from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
@@ -75,6 +76,7 @@ class Cascade:
         hubness: the hubness correction of every strategy's scores (the index's density column); None: off.
         hub_reference: the photos the densities were measured against: what gives a product added live
             its densities (needed while the index has the column).
+        prototype_shift: the offsets the index's vectors were moved by (a product added live is moved alike).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class Cascade:
         text: TextSearch | None = None,
         hubness: HubCorrection | None = None,
         hub_reference: HubReference | None = None,
+        prototype_shift: PrototypeShift | None = None,
     ) -> None:
         if list(runtime.categories) != list(products.categories) or index.n_partitions != len(products.categories):
             raise ValueError(
@@ -135,6 +138,7 @@ class Cascade:
             raise HubnessError(f"a hubness correction needs an index with the {DENSITY!r} column: rebuild it")
         self.hubness = hubness
         self.hub_reference = hub_reference
+        self.prototype_shift = prototype_shift
         self._pre_c = runtime.classifier_preprocess.eval_transform()
         self._pre_e = runtime.embedder_preprocess.eval_transform()
         self._shared_input = runtime.classifier_preprocess == runtime.embedder_preprocess

@@ -4,7 +4,7 @@ batches) or from ``python embed.py`` shards; index items point at product-table 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +14,12 @@ from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.manifest import category_at
 from snapsearch.retrieval.backends import IndexSpec, Items
 from snapsearch.retrieval.hubness import DENSITY, HubReference
+from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.retrieval.shards import ShardMismatchError, ids_digest, iter_shards, read_plan, read_shard
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, run_inference
 from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.search.prototype_shift import shifted_chunks
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,14 @@ def embed_pool(
     labels: LabelMaps,
     io: BatchIO,
     hub: HubReference | None = None,
+    shift: PrototypeShift | None = None,
 ) -> tuple[VectorStore, int]:
     """Embed the pool and index it (tagged with the embedder's fingerprint); also returns how many pool
     images were unreadable and skipped."""
     log.info("embedding %d pool images", len(pool))
     out = run_inference(runtime, pool, labels, classify=False, io=io, what="embedding the pool")
-    return index_rows(spec, runtime, lambda: [out.embeddings], pool.loc[out.rows], labels, hub), out.skipped
+    built = index_rows(spec, runtime, lambda: [out.embeddings], pool.loc[out.rows], labels, hub, shift)
+    return built, out.skipped
 
 
 def shards_index(
@@ -54,6 +58,7 @@ def shards_index(
     labels: LabelMaps,
     folder: Path,
     hub: HubReference | None = None,
+    shift: PrototypeShift | None = None,
 ) -> tuple[VectorStore, int]:
     """The pool's index built from ``python embed.py`` shards, read one shard at a time; refused when the
     shards are of another pool (order included) or another embedder than the runtime's."""
@@ -69,7 +74,11 @@ def shards_index(
         skipped += s.n_skipped
     rows = pool.iloc[np.concatenate(positions)]
     log.info("index from %d shards of %s (%d images, %d skipped)", plan.n_shards, folder, len(rows), skipped)
-    built = index_rows(spec, runtime, lambda: (s.embeddings for s in iter_shards(folder, plan)), rows, labels, hub)
+
+    def chunks() -> Iterator[np.ndarray]:
+        return (s.embeddings for s in iter_shards(folder, plan))
+
+    built = index_rows(spec, runtime, chunks, rows, labels, hub, shift)
     return built, skipped
 
 
@@ -80,10 +89,13 @@ def index_rows(
     rows: pd.DataFrame,
     labels: LabelMaps,
     hub: HubReference | None = None,
+    shift: PrototypeShift | None = None,
 ) -> VectorStore:
-    """Index the embeddings of manifest ``rows`` (in that order, as ``chunks`` yields them); with a hubness
-    reference each item's density is a metadata column (one more pass over the chunks)."""
+    """Index the embeddings of manifest ``rows`` (in that order, as ``chunks`` yields them), moved by the
+    prototype ``shift`` when one is given; with a hubness reference each item's density (of its indexed
+    vector) is a metadata column (one more pass over the chunks)."""
     item_part, item_prod = label_indices(rows, labels)
+    chunks = shifted_chunks(shift, chunks, item_part, rows["product_id"].to_numpy())
     metadata = {"image_id": rows["image_id"].to_numpy().astype(str)}
     if hub is not None:
         metadata[DENSITY] = hub.densities(chunks())

@@ -29,6 +29,7 @@ from snapsearch.search.cascade import Cascade
 from snapsearch.search.changelog import ChangeLog, fsync_dir
 from snapsearch.search.hubness import added_metadata, item_densities
 from snapsearch.search.products import Product
+from snapsearch.search.prototype_shift import catalog_vectors
 from snapsearch.search.rwlock import RWLock
 from snapsearch.search.text import product_text
 from snapsearch.utils.atomic import atomic_save, atomic_save_arrays
@@ -137,7 +138,9 @@ class LiveCatalog:
             raise CatalogChangeError("a product needs at least one image", 422)
         partition = self.partition_of(category)
         self._check_new(product_id)
-        embeddings = self.cascade.embed_images(images)
+        embeddings = catalog_vectors(
+            self.cascade.prototype_shift, self.cascade.embed_images(images), partition, product_id
+        )
         with self._write_lock:
             self._check_new(product_id)
             n = self.log.next_seq

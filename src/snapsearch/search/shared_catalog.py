@@ -30,6 +30,7 @@ from snapsearch.search.cascade import Cascade
 from snapsearch.search.hubness import added_metadata, item_densities, journalled_densities
 from snapsearch.search.live import CatalogChangeError, LiveCatalog, LiveOptions, check_product_id
 from snapsearch.search.products import Product
+from snapsearch.search.prototype_shift import catalog_vectors
 from snapsearch.search.rwlock import RWLock
 from snapsearch.search.text import product_text
 
@@ -86,7 +87,9 @@ class SharedCatalog(LiveCatalog):
             raise CatalogChangeError("a product needs at least one image", 422)
         partition = self.partition_of(category)
         self._check_new(product_id)
-        embeddings = self.cascade.embed_images(images)
+        embeddings = catalog_vectors(
+            self.cascade.prototype_shift, self.cascade.embed_images(images), partition, product_id
+        )
         with self._write_lock:
             self._check_new(product_id)
             key = f"{product_id}-{threading.get_ident()}-{len(self._seen)}"

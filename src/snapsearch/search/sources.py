@@ -20,6 +20,7 @@ from snapsearch.data.protocols import known_rows, without_unseen
 from snapsearch.data.sources import load_manifest
 from snapsearch.retrieval import Adaptive, Fusion, GlobalSearch, Strategy, Top1, TopK
 from snapsearch.retrieval.hubness import HubReference
+from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.retrieval.store import VectorStore, load_store
 from snapsearch.runtime.batch import BatchIO, run_inference
 from snapsearch.runtime.bundle import BundleError, read_bundle
@@ -29,9 +30,10 @@ from snapsearch.search.calibration import ServingRecord, resolve_default, unfitt
 from snapsearch.search.catalog_index import IndexSpec, embed_pool, label_indices, shards_index
 from snapsearch.search.hubness import HubnessOptions, correction_for
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
+from snapsearch.search.prototype_shift import PrototypeShiftOptions
 from snapsearch.search.query_type import QueryTypeHead
 from snapsearch.search.text import TextOptions
-from snapsearch.utils.layout import HUBNESS, BundleDir, RunDir
+from snapsearch.utils.layout import HUBNESS, PROTOTYPE_SHIFT, BundleDir, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +106,19 @@ def _extras(
     index: VectorStore,
     hubness: HubnessOptions | None,
     reference: HubReference | None,
+    shift: PrototypeShift | None,
     where: str,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    """The cascade options that depend on the opened source: its query-type head, the text search and the
-    hubness correction (the reference is kept for the densities of products added live)."""
+    """The cascade options that depend on the opened source: its query-type head, the text search, the
+    hubness correction (the reference is kept for the densities of products added live) and the prototype
+    shift (kept to move products added live as the index's were)."""
     return options | {
         "query_types": head,
         "text": None if text is None else text.build(products),
         "hubness": correction_for(index, hubness, where),
         "hub_reference": reference,
+        "prototype_shift": shift,
     }
 
 
@@ -134,9 +139,10 @@ def _index(
     spec: IndexSpec,
     io: BatchIO,
     hub: HubReference | None,
+    shift: PrototypeShift | None,
 ) -> tuple[VectorStore, int]:
-    """(the index, pool images skipped as unreadable while building it); a built index gets the hubness
-    densities of ``hub`` (a loaded one has them or not, as it was saved)."""
+    """(the index, pool images skipped as unreadable while building it); a built index holds the vectors
+    moved by ``shift`` and gets the hubness densities of ``hub`` (a loaded one is as it was saved)."""
     if index_path is not None:
         index = load_store(
             index_path, expected_embedder_checksum=runtime.embedder_fingerprint, expected_dim=runtime.embedding_dim
@@ -150,8 +156,8 @@ def _index(
     if pool is None or pool.empty:
         raise SourceError("no catalog index was given and the manifest holds no catalog image to build one from")
     if shards is not None:
-        return shards_index(spec, runtime, pool, labels, Path(shards), hub)
-    return embed_pool(spec, runtime, pool, labels, io, hub)
+        return shards_index(spec, runtime, pool, labels, Path(shards), hub, shift)
+    return embed_pool(spec, runtime, pool, labels, io, hub, shift)
 
 
 def open_run(
@@ -173,6 +179,7 @@ def open_run(
     query_types: bool = True,
     text: TextOptions | None = None,
     hubness: HubnessOptions | None = None,
+    prototype_shift: PrototypeShiftOptions | None = None,
     **cascade_options: Any,
 ) -> C:
     """A cascade on a run directory's eager models.
@@ -192,6 +199,8 @@ def open_run(
         query_types: use the source's query-type head (``stages=[..., query_type]``) when it has one.
         text: search with the words read from the photo too (None: images only).
         hubness: the hubness correction, its reference embedded from the run's validation photos (None: off).
+        prototype_shift: move the catalog's vectors by offsets measured on the run's training photos (None:
+            off; ignored for a loaded ``index_path``, whose vectors are as they were indexed).
         cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``, ``type_routes``...).
     """
     run = RunDir(Path(run_dir))
@@ -205,7 +214,10 @@ def open_run(
     pool = catalog_pool(manifest, labels) if pool is None else pool
     photos = calibration_photos(manifest, labels)
     reference = hubness.reference(runtime, photos, labels, io) if hubness is not None else None
-    built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io, reference)
+    shift = None
+    if prototype_shift is not None:
+        shift = prototype_shift.measure(runtime, manifest, catalog_pool(manifest, labels), labels, io)
+    built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io, reference, shift)
     chosen = calibrate(strategies or default_strategies(), runtime, photos, labels, io)
     products = ProductTable.from_manifest(manifest, labels)
     head = query_type_head(run.query_type, runtime) if query_types else None
@@ -218,7 +230,7 @@ def open_run(
         max_pixels=io.max_pixels,
         draft_decode=io.draft,
         pool_skipped=skipped,
-        **_extras(products, head, text, built, hubness, reference, str(run.root), cascade_options),
+        **_extras(products, head, text, built, hubness, reference, shift, str(run.root), cascade_options),
     )
 
 
@@ -240,6 +252,7 @@ def open_bundle(
     query_types: bool = True,
     text: TextOptions | None = None,
     hubness: HubnessOptions | None = None,
+    prototype_shift: PrototypeShiftOptions | None = None,
     **cascade_options: Any,
 ) -> C:
     """A cascade on an export bundle (verified before anything in it is read).
@@ -254,7 +267,9 @@ def open_bundle(
     the bundle's validation choice and ``rejection=None`` its rejection thresholds (``{}``: never reject).
     Only what the bundle lacks (an older export, another coverage) is calibrated on the source's validation
     photos, when its manifest is readable. The hubness reference is the bundle's ``hubness.npz`` (else
-    embedded from the validation photos when the manifest is read anyway). Other arguments as in
+    embedded from the validation photos when the manifest is read anyway). The prototype shift is the
+    bundle's ``prototype_shift.npz`` whenever it has one (export.py decided it; its shipped index was built
+    with it); ``prototype_shift`` only measures one for a bundle exported without. Other arguments as in
     :func:`open_run`.
     """
     bundle = BundleDir(Path(bundle_dir))
@@ -289,7 +304,9 @@ def open_bundle(
         pool = catalog_pool(manifest, labels)
     photos = calibration_photos(manifest, labels) if manifest is not None else None
     reference = _bundle_reference(bundle, models, hubness, photos, labels, io)
-    built, skipped = _index(models, index_path or shipped, shards, pool, labels, index or IndexSpec(), io, reference)
+    shift = _bundle_shift(bundle, models, prototype_shift, manifest, labels, io)
+    spec = index or IndexSpec()
+    built, skipped = _index(models, index_path or shipped, shards, pool, labels, spec, io, reference, shift)
     chosen = calibrate(wanted, models, photos, labels, io)
     head = query_type_head(bundle.query_type, models) if query_types else None
     if rejection is None:
@@ -304,7 +321,7 @@ def open_bundle(
         draft_decode=io.draft,
         pool_skipped=skipped,
         rejection=rejection,
-        **_extras(products, head, text, built, hubness, reference, str(bundle.root), cascade_options),
+        **_extras(products, head, text, built, hubness, reference, shift, str(bundle.root), cascade_options),
     )
 
 
@@ -327,3 +344,23 @@ def _bundle_reference(
         log.warning("bundle %s has no %s (exported before it): re-export it to correct hubness", bundle.root, HUBNESS)
         return None
     return hubness.reference(runtime, photos, labels, io)
+
+
+def _bundle_shift(
+    bundle: BundleDir,
+    runtime: CascadeRuntime,
+    options: PrototypeShiftOptions | None,
+    manifest: pd.DataFrame | None,
+    labels: LabelMaps,
+    io: BatchIO,
+) -> PrototypeShift | None:
+    """The bundle's prototype shift; for a bundle exported without one, measured on the training photos when
+    asked for and the manifest is read anyway (else none, logged)."""
+    if bundle.prototype_shift.is_file():
+        return PrototypeShift.load(bundle.prototype_shift, runtime.embedder_fingerprint)
+    if options is None:
+        return None
+    if manifest is None:
+        log.warning("bundle %s has no %s: re-export it to shift the catalog's vectors", bundle.root, PROTOTYPE_SHIFT)
+        return None
+    return options.measure(runtime, manifest, catalog_pool(manifest, labels), labels, io)

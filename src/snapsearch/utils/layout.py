@@ -21,6 +21,7 @@ MODEL_FILE = "model.json"
 LABELS = "labels.json"
 INDEX = "index"
 HUBNESS = "hubness.npz"  # a bundle's hubness reference: the validation photos' embeddings
+PROTOTYPE_SHIFT = "prototype_shift.npz"  # a bundle's catalog offsets (measured on the training photos)
 SOURCE_CONFIG = "source_config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
 STEP_CHECKPOINT = "step.ckpt"  # the filename of conf/callbacks/default.yaml's step_checkpoint
@@ -133,6 +134,10 @@ class BundleDir:
     @property
     def hubness(self) -> Path:
         return self.root / HUBNESS
+
+    @property
+    def prototype_shift(self) -> Path:
+        return self.root / PROTOTYPE_SHIFT
 
     @property
     def evaluations(self) -> Path:

@@ -1,0 +1,102 @@
+"""The prototype shift as a cascade option (``conf/prototype_shift/``): the offsets measured on a run's training
+photos, and the catalog vectors an index is built from (:mod:`snapsearch.retrieval.prototype_shift`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from snapsearch.data.dataset import LabelMaps
+from snapsearch.data.protocols import trained_photos
+from snapsearch.retrieval.prototype_shift import PrototypeShift
+from snapsearch.runtime.batch import BatchIO, run_inference
+from snapsearch.runtime.models import CascadeRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrototypeShiftOptions:
+    """``conf/prototype_shift``: the two weights (BENCHMARKS §21 chose them on a selection fold) and, for
+    offsets measured here, at most ``photos_per_product`` training photos of each product (a seeded sample)."""
+
+    trained_weight: float
+    untrained_weight: float
+    photos_per_product: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> PrototypeShiftOptions | None:
+        """None when the group is off (``prototype_shift=none``) or absent."""
+        if cfg is None or not cfg.get("enabled", False):
+            return None
+        return cls(
+            float(cfg["trained_weight"]),
+            float(cfg["untrained_weight"]),
+            int(cfg["photos_per_product"]),
+            int(cfg["seed"]),
+        )
+
+    def measure(
+        self, runtime: CascadeRuntime, manifest: pd.DataFrame, catalog: pd.DataFrame, labels: LabelMaps, io: BatchIO
+    ) -> PrototypeShift | None:
+        """The offsets of the products the run trained photos of (its training photos; never a held-out
+        product's or the selection fold's), None (logged) when there are none."""
+        photos = trained_photos(manifest, labels)
+        if photos.empty:
+            log.warning("no training photos to measure the prototype shift on: it is off")
+            return None
+        shuffled = photos.sample(frac=1.0, random_state=self.seed)
+        photos = shuffled.groupby("product_id").head(self.photos_per_product).sort_index()
+        catalog = catalog[catalog["product_id"].isin(photos["product_id"])]
+        p_out = run_inference(runtime, photos, labels, classify=False, io=io, what="prototype shift photos")
+        c_out = run_inference(runtime, catalog, labels, classify=False, io=io, what="prototype shift catalog")
+        rows = catalog.loc[c_out.rows]
+        product_partition = dict(zip(labels.products, labels.product_category, strict=True))
+        return PrototypeShift.from_embeddings(
+            c_out.embeddings,
+            rows["product_id"].tolist(),
+            np.array([product_partition[p] for p in rows["product_id"]], dtype=np.int64),
+            p_out.embeddings,
+            photos.loc[p_out.rows, "product_id"].tolist(),
+            len(labels.categories),
+            trained_weight=self.trained_weight,
+            untrained_weight=self.untrained_weight,
+            fingerprint=runtime.embedder_fingerprint,
+        )
+
+
+def shifted_chunks(
+    shift: PrototypeShift | None,
+    chunks: Callable[[], Iterable[np.ndarray]],
+    partitions: np.ndarray,
+    products: np.ndarray,
+) -> Callable[[], Iterable[np.ndarray]]:
+    """``chunks`` (embeddings of rows in order) as index vectors: shifted chunk by chunk (as they come)."""
+    if shift is None:
+        return chunks
+
+    def shifted() -> Iterator[np.ndarray]:
+        start = 0
+        for chunk in chunks():
+            end = start + len(chunk)
+            yield shift.apply(chunk, partitions[start:end], products[start:end].tolist())
+            start = end
+
+    return shifted
+
+
+def catalog_vectors(
+    shift: PrototypeShift | None, embeddings: np.ndarray, partition: int, product_id: str
+) -> np.ndarray:
+    """The index vectors of one product's catalog images (a product added live: photo-less by definition,
+    unless the network trained photos of a product with its id)."""
+    if shift is None:
+        return embeddings
+    n = len(embeddings)
+    return shift.apply(embeddings, np.full(n, partition, dtype=np.int64), [product_id] * n)
