@@ -20,6 +20,7 @@ from PIL import Image
 
 from snapsearch.runtime.bundle import read_bundle
 from snapsearch.search.cascade import Cascade
+from snapsearch.search.hubness import HubnessOptions
 from snapsearch.search.live import CatalogChangeError, LiveCatalog, check_product_id
 from snapsearch.serve.app import MB, create_app
 from snapsearch.serve.batcher import BatchOptions
@@ -248,7 +249,10 @@ def test_real_uvicorn_process_answers_like_the_cascade(serve_url: str, smoke_bun
     )
     with urllib.request.urlopen(request, timeout=60) as r:
         served = json.loads(r.read())
-    local = Cascade.from_bundle(smoke_bundle, runtime="onnx").search(query_photo, k=5, strategy="fusion")
+    hubness = HubnessOptions.from_config(OmegaConf.load(CONF_DIR / "hubness" / "csls.yaml"))  # serve.py's default
+    local = Cascade.from_bundle(smoke_bundle, runtime="onnx", hubness=hubness).search(
+        query_photo, k=5, strategy="fusion"
+    )
     assert [p["product_id"] for p in served["products"]] == [p.product_id for p in local.products]
 
 

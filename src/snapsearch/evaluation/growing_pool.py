@@ -115,9 +115,15 @@ def run_growing_pool(
     photos = known_rows(manifest[(manifest["domain"] == "query") & (manifest["split"] == "train")], labels)
     d_out = cascade.infer_frame(photos, labels, io, classify=False, what="distractor photos")
     p_out = cascade.infer_frame(pool, labels, io, classify=False, what="pool images")
+    rows = pool.loc[p_out.rows]
+    part, prod = label_indices(rows, labels)
+    # the catalog items as the cascade's index holds them (moved by its prototype shift); the distractors are
+    # shopper photos, already where photos lie, and stay as they are
+    shift = cascade.prototype_shift
+    vectors = p_out.embeddings if shift is None else shift.apply(p_out.embeddings, part, rows["product_id"].tolist())
     return growing_pool_study(
         cascade,
-        (p_out.embeddings, *label_indices(pool.loc[p_out.rows], labels)),
+        (vectors, part, prod),
         (d_out.embeddings, *label_indices(photos.loc[d_out.rows], labels)),
         queries,
         sizes=cfg.sizes,
