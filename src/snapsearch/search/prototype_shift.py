@@ -54,6 +54,9 @@ class PrototypeShiftOptions:
         shuffled = photos.sample(frac=1.0, random_state=self.seed)
         photos = shuffled.groupby("product_id").head(self.photos_per_product).sort_index()
         catalog = catalog[catalog["product_id"].isin(photos["product_id"])]
+        if catalog.empty:
+            log.warning("no catalog image of a product with training photos: the prototype shift is off")
+            return None
         p_out = run_inference(runtime, photos, labels, classify=False, io=io, what="prototype shift photos")
         c_out = run_inference(runtime, catalog, labels, classify=False, io=io, what="prototype shift catalog")
         rows = catalog.loc[c_out.rows]

@@ -200,7 +200,7 @@ def open_run(
         text: search with the words read from the photo too (None: images only).
         hubness: the hubness correction, its reference embedded from the run's validation photos (None: off).
         prototype_shift: move the catalog's vectors by offsets measured on the run's training photos (None:
-            off; ignored for a loaded ``index_path``, whose vectors are as they were indexed).
+            off). A loaded ``index_path`` keeps its vectors as they were indexed; products added live move.
         cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``, ``type_routes``...).
     """
     run = RunDir(Path(run_dir))
