@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from heldout import HeldOutSplit
 from omegaconf import OmegaConf
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from snapsearch.data.augment import build_train_transform
 from snapsearch.data.image_io import read_rgb
-from snapsearch.data.sources import load_manifest
 from snapsearch.data.transforms import ScenePhotos
 from snapsearch.models.calibration import fit_temperature
 from snapsearch.models.classifier_metrics import ECE_BINS
@@ -64,17 +64,11 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    cfg = OmegaConf.load(args.run / "config.yaml")
-    labels = json.loads((args.run / "labels.json").read_text())
-    held = set(labels["unseen_products"] or [])
-    product_category = dict(zip(labels["products"], labels["product_category"], strict=True))
-    manifest = load_manifest(cfg.data)
-    queries = manifest[manifest["domain"] == "query"]
-    val = queries[(queries["split"] == "val") & ~queries["product_id"].isin(held)]
-    test = queries[queries["split"] == "test"]
-    catalog = manifest[manifest["domain"] == "catalog"].drop_duplicates("product_id")
-    products = catalog["product_id"].tolist()
+    split = HeldOutSplit.load(args.run)
+    cfg, held, val, test, train = split.cfg, split.held, split.val, split.test, split.train
+    products = split.products
     position = {p: i for i, p in enumerate(products)}
+    product_category = dict(zip(products, split.item_category.tolist(), strict=True))
 
     cascade = Cascade.from_bundle(args.bundle)
     contract = cascade.runtime.classifier_preprocess
@@ -95,7 +89,6 @@ def main() -> None:
     photo_less = torch.tensor(test["product_id"].isin(held).to_numpy())
 
     # composites: training-split photos of products trained with photos as scenes, as in training
-    train = queries[(queries["split"] == "train") & ~queries["product_id"].isin(held)]
     scenes_cfg = cfg.augment.scene_photos
     scenes = ScenePhotos(
         train["path"].tolist(),
@@ -107,7 +100,9 @@ def main() -> None:
     render = build_train_transform(cfg.augment, contract, seed=args.seed, scenes=scenes)
     forced = OmegaConf.merge(cfg.augment, {"transforms": {"composite": {"p": 1.0}}})
     render_always = build_train_transform(forced, contract, seed=args.seed, scenes=scenes)
-    images = {p: read_rgb(path, max_pixels=args.max_pixels) for p, path in zip(products, catalog["path"], strict=True)}
+    images = {
+        p: read_rgb(path, max_pixels=args.max_pixels) for p, path in zip(products, split.catalog["path"], strict=True)
+    }
 
     def composites(product_ids: list[str], transform: Any) -> tuple[torch.Tensor, torch.Tensor]:
         views = [(p, v) for p in product_ids for v in range(args.views)]

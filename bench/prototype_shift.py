@@ -28,26 +28,15 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
+from heldout import HeldOutSplit, attach_intervals, embed, group_rows, normalise
 
-from snapsearch.data.sources import load_manifest
-from snapsearch.evaluation.uncertainty import paired_bootstrap
 from snapsearch.retrieval.hubness import HubReference
 from snapsearch.search.cascade import Cascade
 from snapsearch.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def embed(cascade: Cascade, paths: list[str], batch: int) -> np.ndarray:
-    return np.concatenate([cascade.embed_images(paths[i : i + batch]) for i in range(0, len(paths), batch)])
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
 
 
 def offsets(
@@ -83,37 +72,15 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    cfg = OmegaConf.load(args.run / "config.yaml")
-    labels = json.loads((args.run / "labels.json").read_text())
-    held, fold = set(labels["unseen_products"] or []), set(labels.get("selection_fold") or [])
-    manifest = load_manifest(cfg.data)
-    queries = manifest[manifest["domain"] == "query"]
-    untrained = held | fold
-    train = queries[(queries["split"] == "train") & ~queries["product_id"].isin(untrained)]
-    val = queries[(queries["split"] == "val") & ~queries["product_id"].isin(held)]
-    test = queries[queries["split"] == "test"]
-    catalog = manifest[manifest["domain"] == "catalog"].drop_duplicates("product_id")  # Grocery: one each
-    products = catalog["product_id"].tolist()
-    position = {p: i for i, p in enumerate(products)}
-    category = dict(zip(labels["products"], labels["product_category"], strict=True))
-    item_category = np.array([category[p] for p in products])
-    item_top = np.array([c.split("/")[0] for c in catalog["category"]])  # Grocery: Fruit, Packages, Vegetables
-    trained = np.array([p not in untrained for p in products])
-
+    split = HeldOutSplit.load(args.run)
+    item_top = np.array([c.split("/")[0] for c in split.catalog["category"]])  # Grocery: Fruit, Packages, ...
+    trained = split.trained
     cascade = Cascade.from_run(args.run) if args.bundle is None else Cascade.from_bundle(args.bundle)
-    gallery = embed(cascade, catalog["path"].tolist(), args.batch)
-    q_train = embed(cascade, train["path"].tolist(), args.batch)
-    q_val = embed(cascade, val["path"].tolist(), args.batch)
-    q_test = embed(cascade, test["path"].tolist(), args.batch)
-    train_item = np.array([position[p] for p in train["product_id"]])
-    truth = np.array([position[p] for p in test["product_id"]])
-    truth_val = np.array([position[p] for p in val["product_id"]])
-    photo_less = np.array([p in held for p in test["product_id"]])
-    in_fold, val_fold = test["product_id"].isin(fold).to_numpy(), val["product_id"].isin(fold).to_numpy()
-    photographed = ~photo_less & ~in_fold
-    fold_weight = len(untrained) / len(products) if fold else 0.0
-    same_category = item_category[None, :] == item_category[truth][:, None]
-    own, delta = offsets(gallery, q_train, train_item, [item_category, item_top], trained)
+    gallery = embed(cascade, split.catalog["path"].tolist(), args.batch)
+    q_train = embed(cascade, split.train["path"].tolist(), args.batch)
+    q_val = embed(cascade, split.val["path"].tolist(), args.batch)
+    q_test = embed(cascade, split.test["path"].tolist(), args.batch)
+    own, delta = offsets(gallery, q_train, split.items(split.train), [split.item_category, item_top], trained)
 
     galleries = {}
     for a_trained in args.trained_alphas:
@@ -127,58 +94,30 @@ def main() -> None:
         r = args.hub_weight * reference.density(g)
         variants[f"{name} + hub {args.hub_weight:g}"] = (q_test @ g.T - r, q_val @ g.T - r)
 
-    rows: dict[str, Any] = {}
-    per_query: dict[str, dict[str, np.ndarray]] = {}
-    for name, (scores, scores_val) in variants.items():
-        hit = scores.argmax(axis=1) == truth
-        hit_oracle = np.where(same_category, scores, -np.inf).argmax(axis=1) == truth
-        hit_val = scores_val.argmax(axis=1) == truth_val
-        seen_val = float(hit_val[~val_fold].mean())
-        fold_val = float(hit_val[val_fold].mean()) if fold else 0.0
-        per_query[name] = {"R@1": hit[photo_less].astype(np.float64)}
+    rows, per_query = group_rows(split, {name: scores for name, (scores, _) in variants.items()})
+    for name, (_, scores_val) in variants.items():
+        validation = split.validation_r1(scores_val)
         rows[name] = {
-            "validation_R@1": (1 - fold_weight) * seen_val + fold_weight * fold_val,
-            "validation_seen_R@1": seen_val,
-            "validation_fold_R@1": fold_val if fold else None,
-            "seen_R@1": float(hit[photographed].mean()),
-            "photo_less_R@1": float(hit[photo_less].mean()),
-            "selection_fold_R@1": float(hit[in_fold].mean()) if fold else None,
-            "seen_oracle_R@1": float(hit_oracle[photographed].mean()),
-            "photo_less_oracle_R@1": float(hit_oracle[photo_less].mean()),
-        }
-    intervals = paired_bootstrap(
-        per_query,
-        "trained 0, untrained 0",
-        ["R@1"],
-        products=test["product_id"].to_numpy()[photo_less],
-        unit="product",
-        resamples=args.resamples,
-        seed=args.seed,
-    )
+            "validation_R@1": validation["weighted"],
+            "validation_seen_R@1": validation["seen"],
+            "validation_fold_R@1": validation["fold"] if split.fold else None,
+        } | rows[name]
+    attach_intervals(split, rows, per_query, "trained 0, untrained 0", resamples=args.resamples, seed=args.seed)
     # ties: the first, the smaller shift; the toolkit ships the hubness correction on, so its rows are the choice
     chosen = max((n for n in rows if "+ hub" in n), key=lambda name: rows[name]["validation_R@1"])
-    print(f"{'variant':36s} {'val':>6s} {'seen':>6s} {'photo-less [95% CI]':>22s} {'change [95% CI]':>18s}  oracle")
-    for name, row in rows.items():
-        ci, change = intervals[name]["metrics"]["R@1"], intervals[name]["relative"]["R@1"]
-        row["photo_less_R@1_ci"], row["photo_less_change_ci"] = ci, change
-        print(
-            f"{name:36s} {row['validation_R@1']:6.3f} {row['seen_R@1']:6.3f} {row['photo_less_R@1']:6.3f} "
-            f"[{ci[0]:.3f}, {ci[1]:.3f}] [{100 * change[0]:+6.1f}, {100 * change[1]:+6.1f}]%  "
-            f"{row['seen_oracle_R@1']:.3f}/{row['photo_less_oracle_R@1']:.3f}"
-            + (f"  fold {row['selection_fold_R@1']:.3f}" if fold else "")
-        )
     print(f"chosen on validation (with the hubness correction, as shipped): {chosen}")
+    groups = split.test_groups()
     result = {
         "run": str(args.run),
         "bundle": None if args.bundle is None else str(args.bundle),
         "strategy": "global (and oracle: inside the true category)",
         "offsets_from": "training photos of the products trained with photos",
         "queries": {
-            "train_reference": len(train),
-            "seen": int(photographed.sum()),
-            "selection_fold": int(in_fold.sum()),
-            "photo_less": int(photo_less.sum()),
-            "validation": len(val),
+            "train_reference": len(split.train),
+            "seen": int(groups["seen"].sum()),
+            "selection_fold": int(groups["fold"].sum()),
+            "photo_less": int(groups["photo_less"].sum()),
+            "validation": len(split.val),
         },
         "hubness": {"weight": args.hub_weight, "k": args.hub_k, "reference": "validation photos"},
         "bootstrap": {"unit": "product", "resamples": args.resamples, "seed": args.seed},
