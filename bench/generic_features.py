@@ -15,19 +15,17 @@ search path (the concatenation would run two networks per query)::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from heldout import HeldOutSplit, attach_intervals, embed, group_rows, normalise
+from heldout import HeldOutSplit, attach_intervals, embed, group_rows, normalise, save_result
 from omegaconf import OmegaConf
 
 from snapsearch.data.image_io import read_rgb
 from snapsearch.runtime.factory import eager_embedder
 from snapsearch.search.cascade import Cascade
-from snapsearch.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,12 +104,9 @@ def main() -> None:
         "generic": generic_cfg,
         "strategy": "global (and oracle: inside the true category)",
         "queries": {k: int(v.sum()) for k, v in groups.items()},
-        "bootstrap": {"unit": "product", "resamples": args.resamples, "seed": args.seed},
         "R@1": rows,
-        "seconds": time.perf_counter() - t0,
     }
-    atomic_write_text(args.out, json.dumps(result, indent=2))
-    print(f"written: {args.out}")
+    save_result(args.out, result, resamples=args.resamples, seed=args.seed, started=t0)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ choice is made). Grocery has one catalog image per product, so a catalog item is
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.data.sources import load_manifest
 from snapsearch.evaluation.uncertainty import paired_bootstrap
 from snapsearch.search.cascade import Cascade
+from snapsearch.utils.atomic import atomic_write_text
 
 
 def embed(cascade: Cascade, paths: list[str], batch: int) -> np.ndarray:
@@ -155,3 +157,14 @@ def attach_intervals(
             f"{row['seen_oracle_R@1']:.3f}/{row['photo_less_oracle_R@1']:.3f}"
             + (f"  fold {row['selection_fold_R@1']:.3f}" if split.fold else "")
         )
+
+
+def save_result(path: Path, result: dict[str, Any], *, resamples: int, seed: int, started: float) -> None:
+    """``result`` with the product bootstrap's description and the wall time since ``started``, written
+    atomically."""
+    full = result | {
+        "bootstrap": {"unit": "product", "resamples": resamples, "seed": seed},
+        "seconds": time.perf_counter() - started,
+    }
+    atomic_write_text(path, json.dumps(full, indent=2))
+    print(f"written: {path}")

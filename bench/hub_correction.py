@@ -25,15 +25,13 @@ photo-less change against no correction in a paired bootstrap over products::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from heldout import HeldOutSplit, attach_intervals, embed, group_rows
+from heldout import HeldOutSplit, attach_intervals, embed, group_rows, save_result
 
 from snapsearch.retrieval.hubness import HubReference
 from snapsearch.search.cascade import Cascade
-from snapsearch.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,14 +84,11 @@ def main() -> None:
             "validation_selection_fold": int(split.val["product_id"].isin(split.fold).sum()),
         },
         "selection_fold_weight": split.fold_weight,
-        "bootstrap": {"unit": "product", "resamples": args.resamples, "seed": args.seed},
         "validation_R@1": {f"{beta:g}": v for beta, v in validation.items()},
         "chosen_beta": chosen,
         "R@1": rows,
-        "seconds": time.perf_counter() - t0,
     }
-    atomic_write_text(args.out, json.dumps(result, indent=2))
-    print(f"written: {args.out}")
+    save_result(args.out, result, resamples=args.resamples, seed=args.seed, started=t0)
 
 
 if __name__ == "__main__":

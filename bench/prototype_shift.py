@@ -25,16 +25,14 @@ global search and ``oracle`` on the test photos, paired bootstrap over the photo
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-from heldout import HeldOutSplit, attach_intervals, embed, group_rows, normalise
+from heldout import HeldOutSplit, attach_intervals, embed, group_rows, normalise, save_result
 
 from snapsearch.retrieval.hubness import HubReference
 from snapsearch.search.cascade import Cascade
-from snapsearch.utils.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,13 +118,10 @@ def main() -> None:
             "validation": len(split.val),
         },
         "hubness": {"weight": args.hub_weight, "k": args.hub_k, "reference": "validation photos"},
-        "bootstrap": {"unit": "product", "resamples": args.resamples, "seed": args.seed},
         "chosen": chosen,
         "R@1": rows,
-        "seconds": time.perf_counter() - t0,
     }
-    atomic_write_text(args.out, json.dumps(result, indent=2))
-    print(f"written: {args.out}")
+    save_result(args.out, result, resamples=args.resamples, seed=args.seed, started=t0)
 
 
 if __name__ == "__main__":
