@@ -3,8 +3,10 @@
 Loss = ``category_weight`` x cross-entropy (label smoothing) + ``embedding_weight`` x the configured
 pytorch-metric-learning loss, on the embedder's M-per-product batches (they carry each image's category as
 well), + ``domain_invariance.weight`` x the domain critics' loss on reversed gradients
-(:mod:`~snapsearch.training.domain_critic`; 0 = off). Selection: ``val/joint`` = the mean of the gate's
-validation accuracy and photo -> catalog R@1, so neither head is chosen at the other's expense.
+(:mod:`~snapsearch.training.domain_critic`; 0 = off), + ``feature_preservation.weight`` x the disagreement
+with a frozen copy of the pretrained trunk (:mod:`~snapsearch.training.feature_preservation`; 0 = off).
+Selection: ``val/joint`` = the mean of the gate's validation accuracy and photo -> catalog R@1, so neither head
+is chosen at the other's expense.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from snapsearch.retrieval.metrics import DEFAULT_KS
 from snapsearch.training.category_eval import CategoryEvaluation, set_trunk_frozen
 from snapsearch.training.domain_critic import DomainCritics
 from snapsearch.training.embedder_system import build_loss
+from snapsearch.training.feature_preservation import FeaturePreservation
 from snapsearch.training.optim import START_EPOCH, configure_optimization
 from snapsearch.training.retrieval_validation import QUERY_LOADER, RetrievalValidation
 
@@ -58,6 +61,13 @@ class MultiTaskSystem(CategoryEvaluation):
         self.init_category_metrics(len(categories))
         self.retrieval = RetrievalValidation(self.model.embedding_dim, tuple(retrieval_ks), selection_fold)
         self.domain = self._domain_critics(multitask.get("domain_invariance"))
+        # built while the trunk still holds its pretrained weights (a checkpoint restores the same teacher)
+        preservation = multitask.get("feature_preservation")  # checkpoints older than the option have none
+        self.preservation = (
+            FeaturePreservation(self.model.trunk, preservation["targets"])
+            if preservation and preservation["weight"]
+            else None
+        )
         scope = multitask.get("embedding_products", "all")  # checkpoints older than the option trained on all
         if scope not in EMBEDDING_SCOPES:
             raise ValueError(f"multitask.embedding_products={scope!r}; use one of {EMBEDDING_SCOPES}")
@@ -103,6 +113,10 @@ class MultiTaskSystem(CategoryEvaluation):
             loss = loss + weights["domain_invariance"]["weight"] * domain
             self.log("train/loss_domain", domain, on_step=False, on_epoch=True, batch_size=n)
             self.log("train/domain_critic_acc", critic_acc, on_step=False, on_epoch=True, batch_size=n)
+        if self.preservation is not None:
+            preservation = self.preservation.loss(batch["image"], pooled, emb)
+            loss = loss + weights["feature_preservation"]["weight"] * preservation
+            self.log("train/loss_preservation", preservation, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         self.log("train/loss_category", category, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/loss_embedding", embedding, on_step=False, on_epoch=True, batch_size=n)

@@ -1,0 +1,72 @@
+"""A feature-preservation term: a frozen copy of the trunk as it was before fine-tuning is a teacher, and the
+fine-tuned network is kept close to what it saw.
+
+Why: fine-tuning on a few dozen products teaches categories and erases what separates a new product from its
+trained neighbours. Inside its category, the untouched ImageNet trunk ranks the photos of products trained
+from their catalog images alone better than the fine-tuned embedding does (BENCHMARKS §21, "generic
+features"). The teacher is training-only: the exported network is unchanged and a query still costs one pass.
+
+Targets (``multitask.feature_preservation.targets``):
+- ``similarities``: the embedding's in-batch similarities stay correlated (row by row, Pearson) with the
+  teacher's, so the embedding keeps the pretrained order of neighbours. Being scale- and shift-free, the term
+  leaves the metric loss its margins.
+- ``features``: the pooled trunk features the gate reads stay close (cosine) to the teacher's.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TARGETS = ("similarities", "features")
+
+
+def similarity_disagreement(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """1 - the mean row-wise Pearson correlation between two batches' cosine-similarity matrices, diagonal out:
+    0 when the embedding orders every image's neighbours as the reference does. Fewer than three rows leave no
+    order to compare and give zero."""
+    n = embedding.shape[0]
+    if n < 3:
+        return embedding.sum() * 0.0
+    off = ~torch.eye(n, dtype=torch.bool, device=embedding.device)
+    rows = []
+    for x in (embedding, reference):
+        x = F.normalize(x, dim=-1)
+        sims = (x @ x.T)[off].view(n, n - 1)
+        rows.append(F.normalize(sims - sims.mean(dim=1, keepdim=True), dim=1))
+    return 1.0 - (rows[0] * rows[1]).sum(dim=1).mean()
+
+
+class FeaturePreservation(nn.Module):
+    """The frozen teacher and :meth:`loss`, the mean of the configured targets' disagreements."""
+
+    def __init__(self, trunk: nn.Module, targets: Sequence[str]) -> None:
+        super().__init__()
+        unknown = sorted(set(targets) - set(TARGETS))
+        if unknown or not targets:
+            raise ValueError(
+                f"multitask.feature_preservation.targets={list(targets)}: choose one or more of {list(TARGETS)}"
+            )
+        self.targets = tuple(targets)
+        self.teacher = copy.deepcopy(trunk).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> FeaturePreservation:
+        """The teacher stays in eval mode (its BatchNorm statistics and dropout are the pretrained ones)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def loss(self, images: torch.Tensor, pooled: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """``pooled``: the student trunk's pooled features (what the gate reads); ``embedding``: its embedding."""
+        with torch.no_grad():
+            reference = self.teacher.forward_head(self.teacher.forward_features(images), pre_logits=True)
+        parts = []
+        if "similarities" in self.targets:
+            parts.append(similarity_disagreement(embedding, reference))
+        if "features" in self.targets:
+            parts.append((1.0 - F.cosine_similarity(pooled, reference, dim=-1)).mean())
+        return torch.stack(parts).mean()
