@@ -29,8 +29,11 @@ def multitask_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # a quarter of the products without shopper photos (their catalog images composited into store photos): the
     # unseen-products protocol in a shop's mode, end to end, at no extra training
     unseen = ("data.unseen_products.fraction=0.25", "data.unseen_products.mode=photos")
-    # the measures made for that mode, trained alongside: domain critics, and a selection fold scored apart
-    measures = ("multitask.domain_invariance.weight=0.1", "data.unseen_products.selection_fold=0.2")
+    # the measures made for that mode, trained alongside: domain critics, the pretrained trunk as a teacher
+    # (export must leave it behind), and a selection fold scored apart
+    measures = ("multitask.domain_invariance.weight=0.1", "multitask.feature_preservation.weight=0.1",
+                "multitask.feature_preservation.targets=[similarities,features]",
+                "data.unseen_products.selection_fold=0.2")  # fmt: skip
     run_train(tmp, "experiment=smoke", "stages=[multitask]", "logger=csv", *unseen, *measures, f"run_dir={tmp / 'run'}")
     return tmp / "run"
 
@@ -77,6 +80,8 @@ def test_run_holds_one_calibrated_network_used_by_default(multitask_run: Path) -
     logged = pd.concat([pd.read_csv(f) for f in multitask_run.glob("csv/*/metrics.csv")])
     critic_acc = logged["train/domain_critic_acc"].dropna()
     assert len(critic_acc) and critic_acc.between(0.0, 1.0).all()  # the domain critics trained with the heads
+    preservation = logged["train/loss_preservation"].dropna()
+    assert len(preservation) and preservation.between(0.0, 2.0).all()  # the teacher's term trained with them
     assert logged["val/fold/R@1"].notna().any() and logged["val/R@1"].notna().any()  # the fold scored apart
     assert json.loads(run.labels.read_text())["selection_fold"]
     runtime = run_runtime(multitask_run)  # embedder=trained: the run's own cascade is the multi-task network
