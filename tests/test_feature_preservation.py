@@ -28,6 +28,20 @@ def test_disagreement_is_zero_for_the_same_neighbour_order_and_large_for_another
     assert 0.0 < nearly.item() < 0.3  # a little noise reorders a few neighbours only
 
 
+def test_within_domains_only_same_domain_neighbours_count() -> None:
+    """Each domain rotated its own way: every within-domain similarity is the reference's, the cross-domain ones
+    are not. Only the comparison without domains sees a disagreement."""
+    gen = torch.Generator().manual_seed(1)
+    reference = torch.randn(8, 16, generator=gen)
+    domains = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
+    embedding = torch.empty_like(reference)
+    for d in (0, 1):
+        rotation, _ = torch.linalg.qr(torch.randn(16, 16, generator=gen))
+        embedding[domains == d] = reference[domains == d] @ rotation
+    assert similarity_disagreement(embedding, reference, domains).item() == pytest.approx(0.0, abs=1e-5)
+    assert similarity_disagreement(embedding, reference).item() > 0.2
+
+
 def test_disagreement_needs_three_rows_and_passes_gradient_to_the_embedding() -> None:
     two = torch.randn(2, 8, requires_grad=True)
     assert similarity_disagreement(two, torch.randn(2, 8)).item() == 0.0
@@ -38,23 +52,23 @@ def test_disagreement_needs_three_rows_and_passes_gradient_to_the_embedding() ->
 
 def test_teacher_is_a_frozen_eval_copy_that_gradients_never_reach() -> None:
     trunk = build_architecture(BACKBONE["name"], num_classes=0).eval()  # BatchNorm as the teacher runs it
-    term = FeaturePreservation(trunk, ["similarities", "features"]).train()
+    term = FeaturePreservation(trunk, ["similarities", "features"], within_domain=True).train()
     assert not term.teacher.training and all(not p.requires_grad for p in term.teacher.parameters())
     images = torch.randn(4, 3, 64, 64)
     pooled = trunk.forward_head(trunk.forward_features(images), pre_logits=True)
     # the student as loaded: its pooled features are the teacher's, so the features target is zero
-    assert term.loss(images, pooled, pooled).item() == pytest.approx(0.0, abs=1e-5)
+    assert term.loss(images, pooled, pooled, torch.tensor([1, 1, 0, 0])).item() == pytest.approx(0.0, abs=1e-5)
     with torch.no_grad():
         next(trunk.parameters()).add_(1.0)  # the student moves; the copy does not
     pooled = trunk.forward_head(trunk.forward_features(images), pre_logits=True)
-    loss = term.loss(images, pooled, pooled)
+    loss = term.loss(images, pooled, pooled, torch.tensor([1, 1, 0, 0]))
     loss.backward()
     assert loss.item() > 0 and all(p.grad is None for p in term.teacher.parameters())
 
 
 def test_unknown_target_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="choose one or more of"):
-        FeaturePreservation(nn.Identity(), ["pixels"])
+        FeaturePreservation(nn.Identity(), ["pixels"], within_domain=True)
 
 
 def test_training_step_adds_the_term_and_only_the_student_learns() -> None:
@@ -62,12 +76,13 @@ def test_training_step_adds_the_term_and_only_the_student_learns() -> None:
                 "loss": {"_target_": "pytorch_metric_learning.losses.ContrastiveLoss"}}  # fmt: skip
     multitask = {"category_weight": 1.0, "embedding_weight": 1.0, "freeze_backbone_epochs": 0,
                  "backbone_lr_scale": 1.0, "domain_invariance": {"weight": 0.0},
-                 "feature_preservation": {"weight": 2.0, "targets": ["similarities"]}}  # fmt: skip
+                 "feature_preservation": {"weight": 2.0, "targets": ["similarities"],
+                                          "within_domain": True}}  # fmt: skip
     system = MultiTaskSystem(BACKBONE, ["a", "b"], ["p0", "p1", "p2"], embedder, multitask, 0.0, {}, {}, False)
     assert system.preservation is not None
     system.log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # no trainer to log to
     batch = {"image": torch.randn(6, 3, 64, 64), "label": torch.tensor([0, 0, 1, 1, 0, 1]),
-             "product": torch.tensor([0, 0, 1, 1, 2, 2]), "photo": torch.ones(6, dtype=torch.long),
+             "product": torch.tensor([0, 0, 1, 1, 2, 2]), "photo": torch.tensor([1, 1, 1, 0, 0, 0]),
              "n_skipped": 0}  # fmt: skip
     system.train()
     loss = system.training_step(batch, 0)

@@ -62,9 +62,10 @@ class MultiTaskSystem(CategoryEvaluation):
         self.retrieval = RetrievalValidation(self.model.embedding_dim, tuple(retrieval_ks), selection_fold)
         self.domain = self._domain_critics(multitask.get("domain_invariance"))
         # built while the trunk still holds its pretrained weights (a checkpoint restores the same teacher)
-        preservation = multitask.get("feature_preservation")  # checkpoints older than the option have none
+        # checkpoints older than the option have none; those older than within_domain compared across domains
+        preservation = multitask.get("feature_preservation")
         self.preservation = (
-            FeaturePreservation(self.model.trunk, preservation["targets"])
+            FeaturePreservation(self.model.trunk, preservation["targets"], preservation.get("within_domain", False))
             if preservation and preservation["weight"]
             else None
         )
@@ -114,7 +115,7 @@ class MultiTaskSystem(CategoryEvaluation):
             self.log("train/loss_domain", domain, on_step=False, on_epoch=True, batch_size=n)
             self.log("train/domain_critic_acc", critic_acc, on_step=False, on_epoch=True, batch_size=n)
         if self.preservation is not None:
-            preservation = self.preservation.loss(batch["image"], pooled, emb)
+            preservation = self.preservation.loss(batch["image"], pooled, emb, batch["photo"])
             loss = loss + weights["feature_preservation"]["weight"] * preservation
             self.log("train/loss_preservation", preservation, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
