@@ -12,7 +12,7 @@ Targets (``multitask.feature_preservation.targets``):
   leaves the metric loss its margins. ``within_domain`` compares a shopper photo's neighbours among shopper
   photos only, and a catalog image's (composited or not) among catalog images: across domains the teacher
   files every catalog image beside the other catalog images, the very shortcut the domain critics remove
-  (BENCHMARKS §21, stop 30: across domains the term cost photo-less products 4 points).
+  (BENCHMARKS §21, stop 30: across domains the term did not help photo-less products and cost seen ones).
 - ``features``: the pooled trunk features the gate reads stay close (cosine) to the teacher's.
 """
 
