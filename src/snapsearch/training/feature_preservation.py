@@ -5,8 +5,8 @@ Why: fine-tuning on a few dozen products teaches categories and erases what sepa
 trained neighbours. Inside its category, the untouched ImageNet trunk ranks the photos of products trained
 from their catalog images alone better than the fine-tuned embedding does (BENCHMARKS §21, "generic
 features"). The teacher is training-only: the exported network is unchanged and a query still costs one pass.
-Measured (BENCHMARKS §21, stop 30, one seed): neither variant of ``similarities`` lifted those products; the
-term is off by default.
+Measured (BENCHMARKS §21, stops 30-31, one seed): neither target lifted those products; the term is off by
+default.
 
 Targets (``multitask.feature_preservation.targets``):
 - ``similarities``: the embedding's in-batch similarities stay correlated (row by row, Pearson) with the
