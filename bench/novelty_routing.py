@@ -13,7 +13,7 @@ to route by it, their thresholds set on the seen products' validation photos onl
   to 1 at the ``lo`` quantile.
 
 Global search with the hubness correction (0.25, validation reference) over catalog vectors moved by the
-prototype shift (``--shipped``: the toolkit's weights; the new-product search uses ``--untrained-shift``);
+prototype shift (``--shipped``: the toolkit's weights; the switch searches with the largest ``--untrained-shift``);
 R@1 per product group, the photo-less products' interval and change against the shipped index (paired
 bootstrap over products), the routed variant validation chooses (on a run with a selection fold, the fold's
 photos weighted as the catalog's untrained products, as ``bench/prototype_shift.py`` does), and the novelty
@@ -135,7 +135,7 @@ def main() -> None:
 
     judged = groups["seen"] | groups["photo_less"]
     products = split.test["product_id"].to_numpy()[judged]
-    # the margin the bonus thresholds: best untrained item's score minus best trained item's (shipped index)
+    # the margin a bonus for untrained items has to close: best untrained item's score minus best trained item's
     margin = shipped[0][:, ~trained].max(axis=1) - shipped[0][:, trained].max(axis=1)
     candidates = {f"k={kk} nearest training photos": -novelty(q_test, q_train, kk) for kk in args.k}
     auroc = {}
