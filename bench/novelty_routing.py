@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,12 @@ def main() -> None:
     hit = np.where(same_untrained, shipped[0], -np.inf).argmax(axis=1) == truth
     among_new = float(hit[groups["photo_less"]].mean())
     print(f"photo-less photos, inside the true category among its untrained items: R@1 {among_new:.3f}")
+    # where each photo-less product's photos go at rank 1 in the shipped index (its three commonest answers)
+    names, top1 = np.asarray(split.products), shipped[0].argmax(axis=1)
+    destinations = {
+        names[p]: Counter(names[top1[truth == p]].tolist()).most_common(3)
+        for p in np.unique(truth[groups["photo_less"]])
+    }
     attach_intervals(split, rows, per_query, shipped_name, resamples=args.resamples, seed=args.seed)
 
     judged = groups["seen"] | groups["photo_less"]
@@ -152,6 +159,7 @@ def main() -> None:
         "shipped_shift": args.shipped,
         "chosen_on_validation": chosen,
         "photo_less_R@1_among_untrained_in_category": among_new,
+        "photo_less_rank1_destinations": destinations,
         "novelty": {"k_routing": k, "AUROC_photo_less_vs_seen": auroc, "ramp_quantiles": args.ramp},
         "queries": {name: int(mask.sum()) for name, mask in groups.items()} | {"validation": len(split.val)},
         "R@1": rows,
