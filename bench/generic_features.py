@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from heldout import HeldOutSplit, attach_intervals, embed, group_rows, normalise, save_result
+from heldout import HeldOutSplit, attach_intervals, embed_split, group_rows, normalise, open_cascade, save_result
 from omegaconf import OmegaConf
 
 from snapsearch.data.image_io import read_rgb
 from snapsearch.runtime.factory import eager_embedder
-from snapsearch.search.cascade import Cascade
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,9 +56,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     split = HeldOutSplit.load(args.run)
-    cascade = Cascade.from_run(args.run) if args.bundle is None else Cascade.from_bundle(args.bundle)
     catalog, test = split.catalog["path"].tolist(), split.test["path"].tolist()
-    tuned = {"catalog": embed(cascade, catalog, args.batch), "test": embed(cascade, test, args.batch)}
+    tuned = embed_split(open_cascade(args.run, args.bundle), split, args.batch, ("catalog", "test"))
     generic_cfg = OmegaConf.to_container(OmegaConf.load(args.generic))
     assert isinstance(generic_cfg, dict)
     max_pixels = int(split.cfg.data.max_image_pixels)
@@ -79,7 +77,7 @@ def main() -> None:
     }
     rows, per_query = group_rows(split, variants)
     truth = split.items(split.test)
-    top = np.array([c.split("/")[0] for c in split.catalog["category"]])[truth]  # Grocery: Fruit, Packages, ...
+    top = split.item_top[truth]
     groups = split.test_groups()
     same_category = split.item_category[None, :] == split.item_category[truth][:, None]
     for name, s in variants.items():

@@ -78,6 +78,11 @@ class HeldOutSplit:
         return np.array([position[p] for p in photos["product_id"]])
 
     @property
+    def item_top(self) -> np.ndarray:
+        """Each item's top-level group, the first part of its category path (Grocery: Fruit, Packages, ...)."""
+        return np.array([c.split("/")[0] for c in self.catalog["category"]])
+
+    @property
     def trained(self) -> np.ndarray:
         """Per item: whether its product was trained with photos."""
         return ~self.catalog["product_id"].isin(self.held | self.fold).to_numpy()
@@ -157,6 +162,19 @@ def attach_intervals(
             f"{row['seen_oracle_R@1']:.3f}/{row['photo_less_oracle_R@1']:.3f}"
             + (f"  fold {row['selection_fold_R@1']:.3f}" if split.fold else "")
         )
+
+
+def open_cascade(run: Path, bundle: Path | None) -> Cascade:
+    """The run's eager models, or its export bundle when one is given."""
+    return Cascade.from_run(run) if bundle is None else Cascade.from_bundle(bundle)
+
+
+def embed_split(
+    cascade: Cascade, split: HeldOutSplit, batch: int, parts: tuple[str, ...] = ("catalog", "train", "val", "test")
+) -> dict[str, np.ndarray]:
+    """The cascade's embeddings of the split's image sets named in ``parts`` (``catalog`` in item order)."""
+    frames = {"catalog": split.catalog, "train": split.train, "val": split.val, "test": split.test}
+    return {part: embed(cascade, frames[part]["path"].tolist(), batch) for part in parts}
 
 
 def save_result(path: Path, result: dict[str, Any], *, resamples: int, seed: int, started: float) -> None:

@@ -28,7 +28,7 @@ import argparse
 import time
 from pathlib import Path
 
-from heldout import HeldOutSplit, attach_intervals, embed, group_rows, save_result
+from heldout import HeldOutSplit, attach_intervals, embed_split, group_rows, save_result
 
 from snapsearch.retrieval.hubness import HubReference
 from snapsearch.search.cascade import Cascade
@@ -50,10 +50,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     split = HeldOutSplit.load(args.run)
-    cascade = Cascade.from_bundle(args.bundle)
-    gallery = embed(cascade, split.catalog["path"].tolist(), args.batch)
-    q_test = embed(cascade, split.test["path"].tolist(), args.batch)
-    q_val = embed(cascade, split.val["path"].tolist(), args.batch)
+    e = embed_split(Cascade.from_bundle(args.bundle), split, args.batch, ("catalog", "test", "val"))
+    gallery, q_test, q_val = e["catalog"], e["test"], e["val"]
 
     r_stream, r_val = (HubReference.from_photos(q, args.k).density(gallery) for q in (q_test, q_val))
     betas = [0.0, *args.betas]

@@ -30,13 +30,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from heldout import HeldOutSplit, attach_intervals, embed, group_rows, normalise, save_result
-from prototype_shift import offsets
+from heldout import HeldOutSplit, attach_intervals, embed_split, group_rows, normalise, open_cascade, save_result
+from prototype_shift import split_offsets
 
 from snapsearch.evaluation.rejection import weighted_auroc
 from snapsearch.evaluation.uncertainty import LEVEL, clusters_of, resample_counts
 from snapsearch.retrieval.hubness import HubReference
-from snapsearch.search.cascade import Cascade
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,14 +76,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     split = HeldOutSplit.load(args.run)
-    item_top = np.array([c.split("/")[0] for c in split.catalog["category"]])  # Grocery: Fruit, Packages, ...
     trained = split.trained  # a selection fold's products count as untrained, as in selection
-    cascade = Cascade.from_run(args.run) if args.bundle is None else Cascade.from_bundle(args.bundle)
-    gallery = embed(cascade, split.catalog["path"].tolist(), args.batch)
-    q_train = embed(cascade, split.train["path"].tolist(), args.batch)
-    q_val = embed(cascade, split.val["path"].tolist(), args.batch)
-    q_test = embed(cascade, split.test["path"].tolist(), args.batch)
-    own, delta = offsets(gallery, q_train, split.items(split.train), [split.item_category, item_top], trained)
+    e = embed_split(open_cascade(args.run, args.bundle), split, args.batch)
+    gallery, q_train, q_val, q_test = e["catalog"], e["train"], e["val"], e["test"]
+    own, delta = split_offsets(split, e)
     reference = HubReference.from_photos(q_val, args.hub_k)
 
     def scores(a_trained: float, a_untrained: float) -> tuple[np.ndarray, np.ndarray]:

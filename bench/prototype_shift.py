@@ -29,10 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from heldout import HeldOutSplit, attach_intervals, embed, group_rows, normalise, save_result
+from heldout import HeldOutSplit, attach_intervals, embed_split, group_rows, normalise, open_cascade, save_result
 
 from snapsearch.retrieval.hubness import HubReference
-from snapsearch.search.cascade import Cascade
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +54,13 @@ def offsets(
     return own, delta
 
 
+def split_offsets(split: HeldOutSplit, e: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`offsets` of a held-out split from :func:`heldout.embed_split`'s embeddings: categories first, then
+    top-level groups, measured on the training photos of the products trained with photos."""
+    groups = [split.item_category, split.item_top]
+    return offsets(e["catalog"], e["train"], split.items(split.train), groups, split.trained)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, type=Path, help="a multi-task run trained with held-out products")
@@ -71,14 +77,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     split = HeldOutSplit.load(args.run)
-    item_top = np.array([c.split("/")[0] for c in split.catalog["category"]])  # Grocery: Fruit, Packages, ...
     trained = split.trained
-    cascade = Cascade.from_run(args.run) if args.bundle is None else Cascade.from_bundle(args.bundle)
-    gallery = embed(cascade, split.catalog["path"].tolist(), args.batch)
-    q_train = embed(cascade, split.train["path"].tolist(), args.batch)
-    q_val = embed(cascade, split.val["path"].tolist(), args.batch)
-    q_test = embed(cascade, split.test["path"].tolist(), args.batch)
-    own, delta = offsets(gallery, q_train, split.items(split.train), [split.item_category, item_top], trained)
+    e = embed_split(open_cascade(args.run, args.bundle), split, args.batch)
+    gallery, q_val, q_test = e["catalog"], e["val"], e["test"]
+    own, delta = split_offsets(split, e)
 
     galleries = {}
     for a_trained in args.trained_alphas:
