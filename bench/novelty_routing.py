@@ -36,13 +36,14 @@ from prototype_shift import split_offsets
 from snapsearch.evaluation.rejection import weighted_auroc
 from snapsearch.evaluation.uncertainty import LEVEL, clusters_of, resample_counts
 from snapsearch.retrieval.hubness import HubReference
+from snapsearch.retrieval.novelty import NoveltyReference
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def novelty(queries: np.ndarray, train: np.ndarray, k: int) -> np.ndarray:
     """Mean cosine similarity to the ``k`` nearest training photos (low: far from every trained product)."""
-    return np.sort(queries @ train.T, axis=1)[:, -k:].mean(axis=1)
+    return HubReference.from_photos(train, k).density(queries)
 
 
 def auroc_with_interval(
@@ -105,11 +106,11 @@ def main() -> None:
             np.where((nov < tau)[:, None], new, old)
             for nov, new, old in zip((test_novelty, val_novelty), new_search, shipped, strict=True)
         )
-    lo, hi = np.quantile(val_novelty[seen_val], args.ramp)
+    # the search path's ramp (conf/novelty), over every training photo
+    ramp = NoveltyReference.calibrate(q_train, split.train["product_id"], q_val[seen_val], k, tuple(args.ramp))
     for b in args.bonus:
         routed[f"bonus {b:g} x ramp"] = tuple(
-            old + b * np.clip((hi - nov) / (hi - lo), 0.0, 1.0)[:, None] * ~trained[None, :]
-            for nov, old in zip((test_novelty, val_novelty), shipped, strict=True)
+            old + b * ramp.ramp(q)[:, None] * ~trained[None, :] for q, old in zip((q_test, q_val), shipped, strict=True)
         )
     variants = {shipped_name: shipped[0]} | {
         f"untrained items only, shift (0, {a:g})": s[0] for a, s in untrained_only.items()

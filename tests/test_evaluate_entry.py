@@ -31,6 +31,8 @@ def test_evaluate_every_strategy(smoke_run: Path, tmp_path: Path) -> None:
     assert report["hubness"]["weight"] == 0.25  # conf/hubness/csls.yaml, the default: every strategy corrected
     newest = max((smoke_run / "evaluations").glob("*/report.md"), key=lambda p: p.stat().st_mtime)
     assert "corrected for hubness" in newest.read_text()
+    assert report["novelty"]["weight"] == 0.2  # conf/novelty/ramp.yaml, the default
+    assert "Novelty bonus: untrained products' items + 0.2 x ramp" in newest.read_text()
     oracle = report["strategies"]["oracle"]
     assert oracle["routed_right"] == 1.0
     top1 = report["strategies"]["top1"]
@@ -110,10 +112,16 @@ def test_evaluate_shared_trunk_beside_the_separate_models(smoke_run: Path, tmp_p
 @pytest.mark.slow
 def test_evaluate_prior_correction_on_resampled_stream(smoke_run: Path, tmp_path: Path) -> None:
     report = _evaluate(
-        smoke_run, tmp_path, "cascade=top1", "prior_correction=true", "stream.resample_alpha=0.5", "hubness=none"
+        smoke_run,
+        tmp_path,
+        "cascade=top1",
+        "prior_correction=true",
+        "stream.resample_alpha=0.5",
+        "hubness=none",
+        "novelty=none",
     )
     assert set(report["strategies"]) == {"global", "top1", "top1+em"}
-    assert report["hubness"] is None
+    assert report["hubness"] is None and report["novelty"] is None
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from snapsearch.search.calibration import CHOSEN_BY, calibrate_and_score, choose
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec
 from snapsearch.search.hubness import HubnessOptions
+from snapsearch.search.novelty import NoveltyOptions
 from snapsearch.search.sources import calibration_photos
 from snapsearch.utils.layout import RunDir
 
@@ -75,6 +76,7 @@ def serving_calibration(
                 rejection={},
                 query_types=False,
                 hubness=HubnessOptions.from_config(cfg.get("hubness")),
+                novelty=NoveltyOptions.from_config(cfg.get("novelty")),
                 batch_size=cfg.batch_size,
                 num_workers=cfg.num_workers,
             )

@@ -19,6 +19,7 @@ from snapsearch.deploy.export import INT8, ExportError, Int8Options, export_bund
 from snapsearch.deploy.serving import serving_calibration
 from snapsearch.models.artifact import META_FILE
 from snapsearch.retrieval.hubness import HubReference
+from snapsearch.retrieval.novelty import NoveltyReference
 from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.factory import run_runtime
@@ -26,12 +27,23 @@ from snapsearch.runtime.models import CascadeRuntime
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec, embed_pool
 from snapsearch.search.hubness import HubnessOptions
+from snapsearch.search.novelty import NoveltyOptions
+from snapsearch.search.photo_embeddings import PhotoEmbeddings
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
 from snapsearch.search.prototype_shift import PrototypeShiftOptions
 from snapsearch.search.query_type import QueryTypeHead
 from snapsearch.search.sources import calibration_photos, catalog_pool, default_strategies
 from snapsearch.utils.atomic import ensure_writable_dir
-from snapsearch.utils.layout import HUBNESS, INDEX, LABELS, PROTOTYPE_SHIFT, QUERY_TYPE, SOURCE_CONFIG, RunDir
+from snapsearch.utils.layout import (
+    HUBNESS,
+    INDEX,
+    LABELS,
+    NOVELTY,
+    PROTOTYPE_SHIFT,
+    QUERY_TYPE,
+    SOURCE_CONFIG,
+    RunDir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,32 +102,40 @@ def _catalog_index(
     return out
 
 
-def _hubness_reference(
-    cfg: DictConfig, runtime: CascadeRuntime, train_cfg: DictConfig, manifest, labels: LabelMaps, out: Path
-) -> HubReference | None:
+def _hubness_reference(cfg: DictConfig, photos: PhotoEmbeddings, manifest, out: Path) -> HubReference | None:
     """The validation photos' embeddings the bundle's catalog densities are measured against (``hubness``
     group; none when it is off or there are no validation photos)."""
     options = HubnessOptions.from_config(cfg.get("hubness"))
     if options is None:
         return None
-    reference = options.reference(runtime, calibration_photos(manifest, labels), labels, _io(cfg, train_cfg))
+    reference = options.reference(photos, calibration_photos(manifest, photos.labels))
     if reference is not None:
         reference.save(out)
     return reference
 
 
-def _prototype_shift(
-    cfg: DictConfig, runtime: CascadeRuntime, train_cfg: DictConfig, manifest, labels: LabelMaps, out: Path
-) -> PrototypeShift | None:
+def _prototype_shift(cfg: DictConfig, photos: PhotoEmbeddings, manifest, out: Path) -> PrototypeShift | None:
     """The catalog offsets the bundle ships, measured on the run's training photos (``prototype_shift``
     group; none when it is off or the run trained no photos)."""
     options = PrototypeShiftOptions.from_config(cfg.get("prototype_shift"))
     if options is None:
         return None
-    shift = options.measure(runtime, manifest, catalog_pool(manifest, labels), labels, _io(cfg, train_cfg))
+    shift = options.measure(photos, manifest, catalog_pool(manifest, photos.labels))
     if shift is not None:
         shift.save(out)
     return shift
+
+
+def _novelty_reference(cfg: DictConfig, photos: PhotoEmbeddings, manifest, out: Path) -> NoveltyReference | None:
+    """The novelty reference the bundle ships: the run's training photos and the ramp set on the validation
+    photos of trained products (``novelty`` group; none when it is off or there are no such photos)."""
+    options = NoveltyOptions.from_config(cfg.get("novelty"))
+    if options is None:
+        return None
+    reference = options.reference(photos, manifest, calibration_photos(manifest, photos.labels))
+    if reference is not None:
+        reference.save(out)
+    return reference
 
 
 def search_parity(
@@ -194,12 +214,15 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         ProductTable.from_manifest(manifest, labels).save(Path(tmp) / PRODUCTS_FILE)
         extra[PRODUCTS_FILE] = Path(tmp) / PRODUCTS_FILE
         runtime = run_runtime(run_dir)
-        hub = _hubness_reference(cfg, runtime, train_cfg, manifest, labels, Path(tmp) / HUBNESS)
+        embedded = PhotoEmbeddings(runtime, labels, _io(cfg, train_cfg))
+        hub = _hubness_reference(cfg, embedded, manifest, Path(tmp) / HUBNESS)
         if hub is not None:
             extra[HUBNESS] = Path(tmp) / HUBNESS
-        shift = _prototype_shift(cfg, runtime, train_cfg, manifest, labels, Path(tmp) / PROTOTYPE_SHIFT)
+        shift = _prototype_shift(cfg, embedded, manifest, Path(tmp) / PROTOTYPE_SHIFT)
         if shift is not None:
             extra[PROTOTYPE_SHIFT] = Path(tmp) / PROTOTYPE_SHIFT
+        if _novelty_reference(cfg, embedded, manifest, Path(tmp) / NOVELTY) is not None:
+            extra[NOVELTY] = Path(tmp) / NOVELTY
         if cfg.include_index:
             catalog = catalog_pool(manifest, labels)
             extra[INDEX] = _catalog_index(cfg, runtime, train_cfg, catalog, labels, hub, shift, Path(tmp) / INDEX)

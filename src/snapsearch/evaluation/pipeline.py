@@ -34,6 +34,7 @@ from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import label_indices
 from snapsearch.search.config import open_cascade as open_cascade_from_config
 from snapsearch.search.hubness import hubness_info
+from snapsearch.search.novelty import novelty_info
 from snapsearch.utils.layout import LABELS, MULTITASK_STAGES, BundleDir, RunDir, resolve_source
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "index": OmegaConf.to_container(cfg.index),
         "hubness": hubness_info(cascade.hubness, cascade.hub_reference),
         "prototype_shift": None if cascade.prototype_shift is None else cascade.prototype_shift.info(),
+        "novelty": novelty_info(cascade.novelty),
         "baseline": cfg.cascade.baseline,
         "improvement_metrics": list(cfg.improvement_metrics),
         "bootstrap": describe_bootstrap(cfg.bootstrap.unit, cfg.bootstrap.resamples, q_prod),

@@ -89,7 +89,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Source `{results['source']}`, embedder `{results['embedder']}`, index `{results['index']['factory']}`, "
         f"runtime `{results['runtime']}`. {results['n_queries']} query photos, {results['n_pool']} pool images "
         f"of {results['n_products']} products in {results['n_partitions']} partitions. {_hubness_note(results)}"
-        f"{_shift_note(results)}",
+        f"{_shift_note(results)}{_novelty_note(results)}",
         "",
         "## Retrieval (product level; relative changes against "
         f"`{results['baseline']}`, avg. gain = mean relative gain in {', '.join(results['improvement_metrics'])})",
@@ -384,4 +384,17 @@ def _shift_note(results: dict[str, Any]) -> str:
         f" Catalog vectors shifted towards shopper photos: products with training photos by "
         f"{shift['trained_weight']:g} x their own offset, the others by {shift['untrained_weight']:g} x their "
         f"category's ({shift['trained_products']} products measured)."
+    )
+
+
+def _novelty_note(results: dict[str, Any]) -> str:
+    """Whether photos far from the training photos lifted untrained products (reports before it say nothing)."""
+    novelty = results.get("novelty")
+    if novelty is None:
+        return " No novelty bonus." if "novelty" in results else ""
+    lo, hi = novelty["ramp"]
+    return (
+        f" Novelty bonus: untrained products' items + {novelty['weight']:g} x ramp, the ramp from 0 at a mean "
+        f"cosine of {hi:.3f} to the {novelty['neighbours']} nearest of {novelty['training_photos']} training "
+        f"photos to 1 at {lo:.3f}."
     )

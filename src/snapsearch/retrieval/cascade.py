@@ -14,6 +14,7 @@ import numpy as np
 from snapsearch.retrieval.hubness import DENSITY, HubCorrection, HubnessError
 from snapsearch.retrieval.index import PartitionedIndex
 from snapsearch.retrieval.metrics import best_item_per_product
+from snapsearch.retrieval.novelty import NoveltyBonus
 from snapsearch.retrieval.strategies import Route, Strategy, check_probs
 
 DEFAULT_OVERFETCH = 4
@@ -45,6 +46,7 @@ def rank(
     true_partition: np.ndarray | None = None,
     overfetch: int = DEFAULT_OVERFETCH,
     hubness: HubCorrection | None = None,
+    novelty: NoveltyBonus | None = None,
 ) -> tuple[list[Ranking], list[Route]]:
     """(each query's top-k products with scores and best items; the partitions each query searched, None =
     global). The one ranking path: the evaluator, the CLI and the service all rank through it.
@@ -59,6 +61,8 @@ def rank(
         overfetch: raw items fetched per wanted product before de-duplication.
         hubness: re-score the fetched items by their density (the index's :data:`DENSITY` column); None:
             the store's scores as they are.
+        novelty: add the novelty bonus to the fetched items of untrained products (after the hubness
+            correction); None: no bonus.
     """
     if hubness is not None and DENSITY not in index.metadata:
         raise HubnessError(f"the index has no {DENSITY!r} column: build it with a hubness reference")
@@ -73,11 +77,17 @@ def rank(
 
     ranked: list[Ranking] = [Ranking([], [], []) for _ in range(len(queries))]
     pending = np.arange(len(queries))
-    fetch = min(k * overfetch if hubness is None else hubness.fetch(k * overfetch), index.n_items)
+    fetch = k * overfetch
+    for rescoring in (hubness, novelty):
+        fetch = fetch if rescoring is None else rescoring.fetch(fetch)
+    fetch = min(fetch, index.n_items)
+    ramps = None if novelty is None else novelty.ramp(queries)
     while len(pending):
         hits = strategy.search(index, queries[pending], probs[pending], [routed[i] for i in pending], fetch)
         if hubness is not None:
             hits = [hubness.rescore(h, index.metadata[DENSITY]) for h in hits]
+        if novelty is not None and ramps is not None:
+            hits = [novelty.rescore(h, ramps[qi], index.item_product) for qi, h in zip(pending, hits, strict=True)]
         short = []
         for qi, h in zip(pending, hits, strict=True):
             keep = best_item_per_product(h.item_ids, h.scores, index.item_product)[:k]

@@ -13,7 +13,7 @@ and every routing strategy is corrected alike; the ranking re-scores the candida
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,11 +114,17 @@ class HubCorrection:
 
     def rescore(self, hits: SearchHits, density: np.ndarray) -> SearchHits:
         """The hits re-scored and re-sorted (best first; padding ids of -1 stay last)."""
-        ids = np.asarray(hits.item_ids)
-        valid = ids >= 0
-        scores = np.where(valid, hits.scores - self.weight * density[np.where(valid, ids, 0)], -np.inf)
-        order = np.argsort(-scores, kind="stable")
-        return SearchHits(ids[order], scores[order].astype(np.float32))
+        return rescored(hits, lambda ids: -self.weight * density[ids])
+
+
+def rescored(hits: SearchHits, change: Callable[[np.ndarray], np.ndarray]) -> SearchHits:
+    """``hits`` with ``change(item ids)`` added to their scores, re-sorted best first (a stable sort: ties
+    keep the store's order; padding ids of -1 stay last)."""
+    ids = np.asarray(hits.item_ids)
+    valid = ids >= 0
+    scores = np.where(valid, hits.scores + change(np.where(valid, ids, 0)), -np.inf)
+    order = np.argsort(-scores, kind="stable")
+    return SearchHits(ids[order], scores[order].astype(np.float32))
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:

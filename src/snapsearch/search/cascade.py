@@ -26,6 +26,7 @@ from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.preprocess import Preprocess
 from snapsearch.retrieval import DEFAULT_OVERFETCH, Oracle, Ranking, Route, Strategy, rank
 from snapsearch.retrieval.hubness import DENSITY, HubCorrection, HubnessError, HubReference
+from snapsearch.retrieval.novelty import NoveltyBonus
 from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.retrieval.store import VectorStore
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
@@ -77,6 +78,8 @@ class Cascade:
         hub_reference: the photos the densities were measured against: what gives a product added live
             its densities (needed while the index has the column).
         prototype_shift: the offsets the index's vectors were moved by (a product added live is moved alike).
+        novelty: the bonus a photo far from the training photos gives the items of untrained products (a
+            product added live is one); None: off.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Cascade:
         hubness: HubCorrection | None = None,
         hub_reference: HubReference | None = None,
         prototype_shift: PrototypeShift | None = None,
+        novelty: NoveltyBonus | None = None,
     ) -> None:
         if list(runtime.categories) != list(products.categories) or index.n_partitions != len(products.categories):
             raise ValueError(
@@ -139,6 +143,7 @@ class Cascade:
         self.hubness = hubness
         self.hub_reference = hub_reference
         self.prototype_shift = prototype_shift
+        self.novelty = novelty
         self._pre_c = runtime.classifier_preprocess.eval_transform()
         self._pre_e = runtime.embedder_preprocess.eval_transform()
         self._shared_input = runtime.classifier_preprocess == runtime.embedder_preprocess
@@ -376,7 +381,9 @@ class Cascade:
         the models, and what the evaluator runs for every strategy on the same outputs. ``index``: another
         view of this catalog (e.g. with products held out); None means the cascade's own."""
         pool = self.index if index is None else index
-        return rank(self.strategies[strategy], pool, emb, probs, k, true_partition, self.overfetch, self.hubness)
+        return rank(
+            self.strategies[strategy], pool, emb, probs, k, true_partition, self.overfetch, self.hubness, self.novelty
+        )
 
     def result(
         self,

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec
 from snapsearch.search.hubness import HubnessOptions
+from snapsearch.search.novelty import NoveltyOptions
 from snapsearch.search.prototype_shift import PrototypeShiftOptions
 from snapsearch.search.text import TextOptions
 
@@ -34,6 +35,7 @@ def open_cascade(cfg: DictConfig, **options: Any) -> Cascade:
     """The one way a config opens a Cascade (the evaluator, ``search.py``, ``serve.py``): ``bundle=`` (with
     ``runtime=``) or ``run_dir=`` (eager torch, ``embedder=``, ``device=``), the strategies of
     ``cascade.strategies`` and their type routes, ``index``/``index_path``, ``hubness``, ``prototype_shift``,
+    ``novelty``,
     ``batch_size``/``num_workers``.
     ``options``: what the caller decides beyond that (the evaluator's pool, the service's rejection...)."""
     if (cfg.run_dir is None) == (cfg.bundle is None):
@@ -48,6 +50,7 @@ def open_cascade(cfg: DictConfig, **options: Any) -> Cascade:
         "type_routes": dict(cfg.cascade.get("type_routes") or {}),
         "hubness": HubnessOptions.from_config(cfg.get("hubness")),
         "prototype_shift": PrototypeShiftOptions.from_config(cfg.get("prototype_shift")),
+        "novelty": NoveltyOptions.from_config(cfg.get("novelty")),
     } | options
     if cfg.bundle is not None:
         return Cascade.from_bundle(cfg.bundle, runtime=cfg.runtime, **options)

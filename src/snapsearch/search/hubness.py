@@ -11,11 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from snapsearch.data.dataset import LabelMaps
 from snapsearch.retrieval.hubness import DENSITY, HubCorrection, HubnessError, HubReference
 from snapsearch.retrieval.store import VectorStore
-from snapsearch.runtime.batch import BatchIO, run_inference
-from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.search.photo_embeddings import PhotoEmbeddings
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +47,15 @@ class HubnessOptions:
     def correction(self) -> HubCorrection | None:
         return HubCorrection(self.weight, self.depth) if self.weight > 0 else None
 
-    def reference(
-        self, runtime: CascadeRuntime, photos: pd.DataFrame | None, labels: LabelMaps, io: BatchIO
-    ) -> HubReference | None:
+    def reference(self, embed: PhotoEmbeddings, photos: pd.DataFrame | None) -> HubReference | None:
         """The reference embedded from ``photos`` (validation photos; never test), None (logged) without any."""
         if photos is None or photos.empty:
             log.warning("no validation photos to measure the catalog's hubness against: the correction is off")
             return None
         if len(photos) > self.reference_photos:
             photos = photos.sample(n=self.reference_photos, random_state=self.seed).sort_index()
-        out = run_inference(runtime, photos, labels, classify=False, io=io, what="hubness reference photos")
-        return HubReference.from_photos(out.embeddings, self.neighbours, runtime.embedder_fingerprint)
+        out = embed.embed(photos, "validation photos")
+        return HubReference.from_photos(out.embeddings, self.neighbours, embed.runtime.embedder_fingerprint)
 
 
 def correction_for(index: VectorStore, options: HubnessOptions | None, where: str) -> HubCorrection | None:

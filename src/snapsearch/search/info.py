@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from snapsearch.search.hubness import hubness_info
+from snapsearch.search.novelty import novelty_info
 
 if TYPE_CHECKING:
     from snapsearch.search.cascade import Cascade
@@ -39,4 +40,5 @@ def describe(cascade: Cascade) -> dict[str, Any]:
         "text": None if text is None else {"encoder": text.encoder.name, "weight": text.weight},
         "hubness": hubness_info(cascade.hubness, cascade.hub_reference),
         "prototype_shift": None if cascade.prototype_shift is None else cascade.prototype_shift.info(),
+        "novelty": novelty_info(cascade.novelty),
     }

@@ -11,11 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from snapsearch.data.dataset import LabelMaps
-from snapsearch.data.protocols import trained_photos
 from snapsearch.retrieval.prototype_shift import PrototypeShift
-from snapsearch.runtime.batch import BatchIO, run_inference
-from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.search.photo_embeddings import PhotoEmbeddings
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +39,31 @@ class PrototypeShiftOptions:
             int(cfg["seed"]),
         )
 
-    def measure(
-        self, runtime: CascadeRuntime, manifest: pd.DataFrame, catalog: pd.DataFrame, labels: LabelMaps, io: BatchIO
-    ) -> PrototypeShift | None:
+    def measure(self, photos: PhotoEmbeddings, manifest: pd.DataFrame, catalog: pd.DataFrame) -> PrototypeShift | None:
         """The offsets of the products the run trained photos of (its training photos; never a held-out
         product's or the selection fold's), None (logged) when there are none."""
-        photos = trained_photos(manifest, labels)
-        if photos.empty:
+        p_emb, p_products = photos.trained(manifest, self.photos_per_product, self.seed)
+        if not p_products:
             log.warning("no training photos to measure the prototype shift on: it is off")
             return None
-        shuffled = photos.sample(frac=1.0, random_state=self.seed)
-        photos = shuffled.groupby("product_id").head(self.photos_per_product).sort_index()
-        catalog = catalog[catalog["product_id"].isin(photos["product_id"])]
+        catalog = catalog[catalog["product_id"].isin(p_products)]
         if catalog.empty:
             log.warning("no catalog image of a product with training photos: the prototype shift is off")
             return None
-        p_out = run_inference(runtime, photos, labels, classify=False, io=io, what="prototype shift photos")
-        c_out = run_inference(runtime, catalog, labels, classify=False, io=io, what="prototype shift catalog")
+        c_out = photos.embed(catalog, "prototype shift catalog")
         rows = catalog.loc[c_out.rows]
+        labels = photos.labels
         product_partition = dict(zip(labels.products, labels.product_category, strict=True))
         return PrototypeShift.from_embeddings(
             c_out.embeddings,
             rows["product_id"].tolist(),
             np.array([product_partition[p] for p in rows["product_id"]], dtype=np.int64),
-            p_out.embeddings,
-            photos.loc[p_out.rows, "product_id"].tolist(),
+            p_emb,
+            p_products,
             len(labels.categories),
             trained_weight=self.trained_weight,
             untrained_weight=self.untrained_weight,
-            fingerprint=runtime.embedder_fingerprint,
+            fingerprint=photos.runtime.embedder_fingerprint,
         )
 
 

@@ -20,6 +20,7 @@ from snapsearch.data.protocols import known_rows, without_unseen
 from snapsearch.data.sources import load_manifest
 from snapsearch.retrieval import Adaptive, Fusion, GlobalSearch, Strategy, Top1, TopK
 from snapsearch.retrieval.hubness import HubReference
+from snapsearch.retrieval.novelty import NoveltyReference
 from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.retrieval.store import VectorStore, load_store
 from snapsearch.runtime.batch import BatchIO, run_inference
@@ -29,11 +30,13 @@ from snapsearch.runtime.models import BundleRuntime, CascadeRuntime
 from snapsearch.search.calibration import ServingRecord, resolve_default, unfitted
 from snapsearch.search.catalog_index import IndexSpec, embed_pool, label_indices, shards_index
 from snapsearch.search.hubness import HubnessOptions, correction_for
+from snapsearch.search.novelty import NoveltyOptions
+from snapsearch.search.photo_embeddings import PhotoEmbeddings
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
 from snapsearch.search.prototype_shift import PrototypeShiftOptions
 from snapsearch.search.query_type import QueryTypeHead
 from snapsearch.search.text import TextOptions
-from snapsearch.utils.layout import HUBNESS, PROTOTYPE_SHIFT, BundleDir, RunDir
+from snapsearch.utils.layout import HUBNESS, NOVELTY, PROTOTYPE_SHIFT, BundleDir, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +110,17 @@ def _extras(
     hubness: HubnessOptions | None,
     reference: HubReference | None,
     shift: PrototypeShift | None,
+    novelty: NoveltyOptions | None,
+    novelty_reference: NoveltyReference | None,
     where: str,
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """The cascade options that depend on the opened source: its query-type head, the text search, the
-    hubness correction (the reference is kept for the densities of products added live) and the prototype
-    shift (kept to move products added live as the index's were)."""
+    hubness correction (the reference is kept for the densities of products added live), the prototype
+    shift (kept to move products added live as the index's were) and the novelty bonus."""
+    product_ids = [products[i].product_id for i in range(len(products))]
     return options | {
+        "novelty": None if novelty is None else novelty.bonus(novelty_reference, product_ids),
         "query_types": head,
         "text": None if text is None else text.build(products),
         "hubness": correction_for(index, hubness, where),
@@ -180,6 +187,7 @@ def open_run(
     text: TextOptions | None = None,
     hubness: HubnessOptions | None = None,
     prototype_shift: PrototypeShiftOptions | None = None,
+    novelty: NoveltyOptions | None = None,
     **cascade_options: Any,
 ) -> C:
     """A cascade on a run directory's eager models.
@@ -201,6 +209,8 @@ def open_run(
         hubness: the hubness correction, its reference embedded from the run's validation photos (None: off).
         prototype_shift: move the catalog's vectors by offsets measured on the run's training photos (None:
             off). A loaded ``index_path`` keeps its vectors as they were indexed; products added live move.
+        novelty: the novelty bonus, its reference embedded from the run's training photos and its ramp set
+            on the validation photos of trained products (None: off).
         cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``, ``type_routes``...).
     """
     run = RunDir(Path(run_dir))
@@ -213,10 +223,12 @@ def open_run(
     io = _options(data_cfg, batch_size, num_workers)
     pool = catalog_pool(manifest, labels) if pool is None else pool
     photos = calibration_photos(manifest, labels)
-    reference = hubness.reference(runtime, photos, labels, io) if hubness is not None else None
+    embedded = PhotoEmbeddings(runtime, labels, io)
+    reference = hubness.reference(embedded, photos) if hubness is not None else None
     shift = None
     if prototype_shift is not None:
-        shift = prototype_shift.measure(runtime, manifest, catalog_pool(manifest, labels), labels, io)
+        shift = prototype_shift.measure(embedded, manifest, catalog_pool(manifest, labels))
+    novel = novelty.reference(embedded, manifest, photos) if novelty is not None else None
     built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io, reference, shift)
     chosen = calibrate(strategies or default_strategies(), runtime, photos, labels, io)
     products = ProductTable.from_manifest(manifest, labels)
@@ -230,7 +242,9 @@ def open_run(
         max_pixels=io.max_pixels,
         draft_decode=io.draft,
         pool_skipped=skipped,
-        **_extras(products, head, text, built, hubness, reference, shift, str(run.root), cascade_options),
+        **_extras(
+            products, head, text, built, hubness, reference, shift, novelty, novel, str(run.root), cascade_options
+        ),
     )
 
 
@@ -253,6 +267,7 @@ def open_bundle(
     text: TextOptions | None = None,
     hubness: HubnessOptions | None = None,
     prototype_shift: PrototypeShiftOptions | None = None,
+    novelty: NoveltyOptions | None = None,
     **cascade_options: Any,
 ) -> C:
     """A cascade on an export bundle (verified before anything in it is read).
@@ -269,8 +284,9 @@ def open_bundle(
     photos, when its manifest is readable. The hubness reference is the bundle's ``hubness.npz`` (else
     embedded from the validation photos when the manifest is read anyway). The prototype shift is the
     bundle's ``prototype_shift.npz`` whenever it has one (export.py decided it; its shipped index was built
-    with it); ``prototype_shift`` only measures one for a bundle exported without. Other arguments as in
-    :func:`open_run`.
+    with it); ``prototype_shift`` only measures one for a bundle exported without. The novelty reference is
+    the bundle's ``novelty.npz`` (else built as :func:`open_run` does when the manifest is read anyway),
+    read only when ``novelty`` asks for the bonus. Other arguments as in :func:`open_run`.
     """
     bundle = BundleDir(Path(bundle_dir))
     meta = read_bundle(bundle.root)  # integrity first: nothing below reads an unverified file
@@ -303,8 +319,10 @@ def open_bundle(
     if pool is None and manifest is not None:
         pool = catalog_pool(manifest, labels)
     photos = calibration_photos(manifest, labels) if manifest is not None else None
-    reference = _bundle_reference(bundle, models, hubness, photos, labels, io)
-    shift = _bundle_shift(bundle, models, prototype_shift, manifest, labels, io)
+    embedded = PhotoEmbeddings(models, labels, io)
+    reference = _bundle_reference(bundle, embedded, hubness, photos)
+    shift = _bundle_shift(bundle, embedded, prototype_shift, manifest)
+    novel = _bundle_novelty(bundle, embedded, novelty, manifest, photos)
     spec = index or IndexSpec()
     built, skipped = _index(models, index_path or shipped, shards, pool, labels, spec, io, reference, shift)
     chosen = calibrate(wanted, models, photos, labels, io)
@@ -321,46 +339,57 @@ def open_bundle(
         draft_decode=io.draft,
         pool_skipped=skipped,
         rejection=rejection,
-        **_extras(products, head, text, built, hubness, reference, shift, str(bundle.root), cascade_options),
+        **_extras(
+            products, head, text, built, hubness, reference, shift, novelty, novel, str(bundle.root), cascade_options
+        ),
     )
 
 
 def _bundle_reference(
-    bundle: BundleDir,
-    runtime: CascadeRuntime,
-    hubness: HubnessOptions | None,
-    photos: pd.DataFrame | None,
-    labels: LabelMaps,
-    io: BatchIO,
+    bundle: BundleDir, embed: PhotoEmbeddings, hubness: HubnessOptions | None, photos: pd.DataFrame | None
 ) -> HubReference | None:
     """The bundle's hubness reference (loaded even with the correction off: its shipped index's densities
     then still grow with the live catalog); an older bundle's is embedded from the validation photos when
     they are at hand (else the correction is off, logged)."""
     if bundle.hubness.is_file():
-        return HubReference.load(bundle.hubness, runtime.embedder_fingerprint)
+        return HubReference.load(bundle.hubness, embed.runtime.embedder_fingerprint)
     if hubness is None:
         return None
     if photos is None:
         log.warning("bundle %s has no %s (exported before it): re-export it to correct hubness", bundle.root, HUBNESS)
         return None
-    return hubness.reference(runtime, photos, labels, io)
+    return hubness.reference(embed, photos)
 
 
 def _bundle_shift(
-    bundle: BundleDir,
-    runtime: CascadeRuntime,
-    options: PrototypeShiftOptions | None,
-    manifest: pd.DataFrame | None,
-    labels: LabelMaps,
-    io: BatchIO,
+    bundle: BundleDir, photos: PhotoEmbeddings, options: PrototypeShiftOptions | None, manifest: pd.DataFrame | None
 ) -> PrototypeShift | None:
     """The bundle's prototype shift; for a bundle exported without one, measured on the training photos when
     asked for and the manifest is read anyway (else none, logged)."""
     if bundle.prototype_shift.is_file():
-        return PrototypeShift.load(bundle.prototype_shift, runtime.embedder_fingerprint)
+        return PrototypeShift.load(bundle.prototype_shift, photos.runtime.embedder_fingerprint)
     if options is None:
         return None
     if manifest is None:
         log.warning("bundle %s has no %s: re-export it to shift the catalog's vectors", bundle.root, PROTOTYPE_SHIFT)
         return None
-    return options.measure(runtime, manifest, catalog_pool(manifest, labels), labels, io)
+    return options.measure(photos, manifest, catalog_pool(manifest, photos.labels))
+
+
+def _bundle_novelty(
+    bundle: BundleDir,
+    photos: PhotoEmbeddings,
+    options: NoveltyOptions | None,
+    manifest: pd.DataFrame | None,
+    validation: pd.DataFrame | None,
+) -> NoveltyReference | None:
+    """The bundle's novelty reference when the bonus is asked for; for a bundle exported without one, built
+    from the training photos when the manifest is read anyway (else none, logged)."""
+    if options is None:
+        return None
+    if bundle.novelty.is_file():
+        return NoveltyReference.load(bundle.novelty, photos.runtime.embedder_fingerprint)
+    if manifest is None:
+        log.warning("bundle %s has no %s: re-export it for the novelty bonus", bundle.root, NOVELTY)
+        return None
+    return options.reference(photos, manifest, validation)

@@ -22,6 +22,7 @@ LABELS = "labels.json"
 INDEX = "index"
 HUBNESS = "hubness.npz"  # a bundle's hubness reference: the validation photos' embeddings
 PROTOTYPE_SHIFT = "prototype_shift.npz"  # a bundle's catalog offsets (measured on the training photos)
+NOVELTY = "novelty.npz"  # a bundle's novelty reference: training photos' embeddings and the bonus's ramp
 SOURCE_CONFIG = "source_config.yaml"
 LAST_CHECKPOINT = "last.ckpt"
 STEP_CHECKPOINT = "step.ckpt"  # the filename of conf/callbacks/default.yaml's step_checkpoint
@@ -138,6 +139,10 @@ class BundleDir:
     @property
     def prototype_shift(self) -> Path:
         return self.root / PROTOTYPE_SHIFT
+
+    @property
+    def novelty(self) -> Path:
+        return self.root / NOVELTY
 
     @property
     def evaluations(self) -> Path:

@@ -1,0 +1,95 @@
+"""The novelty bonus as a cascade option (``conf/novelty/``): the reference a source measures a query's
+novelty against, and the bonus a ranking applies (:mod:`snapsearch.retrieval.novelty`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from snapsearch.retrieval.novelty import NoveltyBonus, NoveltyReference
+from snapsearch.search.photo_embeddings import PhotoEmbeddings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NoveltyOptions:
+    """``conf/novelty``: ``weight`` (0 = off), ``depth`` (items fetched and re-scored at least), and for a
+    reference built here (a run directory, or export.py): ``neighbours`` (k of the novelty score),
+    ``quantiles`` (lo, hi of the trained products' validation photos' novelty: where the bonus is whole, where
+    it starts), ``photos_per_product`` (training photos, a seeded sample), ``validation_photos`` (at most)."""
+
+    weight: float
+    depth: int
+    neighbours: int
+    quantiles: tuple[float, float]
+    photos_per_product: int
+    validation_photos: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> NoveltyOptions | None:
+        """None when the group is off (``novelty=none``) or absent."""
+        if cfg is None or not cfg.get("enabled", False):
+            return None
+        lo, hi = (float(q) for q in cfg["quantiles"])
+        return cls(
+            float(cfg["weight"]),
+            int(cfg["depth"]),
+            int(cfg["neighbours"]),
+            (lo, hi),
+            int(cfg["photos_per_product"]),
+            int(cfg["validation_photos"]),
+            int(cfg["seed"]),
+        )
+
+    def reference(
+        self, photos: PhotoEmbeddings, manifest: pd.DataFrame, validation: pd.DataFrame | None
+    ) -> NoveltyReference | None:
+        """The training photos' reference, its ramp set on ``validation`` (validation photos; only those of
+        trained products are read). None (logged) without training or such validation photos."""
+        embeddings, products = photos.trained(manifest, self.photos_per_product, self.seed)
+        if not products:
+            log.warning("no training photos to measure a query's novelty against: the novelty bonus is off")
+            return None
+        if validation is not None and len(validation) > self.validation_photos:
+            validation = validation.sample(n=self.validation_photos, random_state=self.seed).sort_index()
+        # all of them embedded (the hubness reference's photos too, embedded once), trained products' kept
+        out = None if validation is None or validation.empty else photos.embed(validation, "validation photos")
+        seen = None if out is None else validation.loc[out.rows, "product_id"].isin(products).to_numpy()
+        if out is None or seen is None or not seen.any():
+            log.warning("no validation photo of a trained product to set the novelty ramp on: the bonus is off")
+            return None
+        return NoveltyReference.calibrate(
+            embeddings,
+            products,
+            out.embeddings[seen],
+            self.neighbours,
+            self.quantiles,
+            photos.runtime.embedder_fingerprint,
+        )
+
+    def bonus(self, reference: NoveltyReference | None, product_ids: Sequence[str]) -> NoveltyBonus | None:
+        """The bonus a cascade applies over a product table holding ``product_ids`` (None: off)."""
+        if reference is None or self.weight == 0:
+            return None
+        return NoveltyBonus.for_products(reference, self.weight, self.depth, product_ids)
+
+
+def novelty_info(bonus: NoveltyBonus | None) -> dict[str, Any] | None:
+    """What a cascade's novelty bonus is, JSON-ready (``GET /info``, evaluation reports)."""
+    if bonus is None:
+        return None
+    ref = bonus.reference
+    return {
+        "weight": bonus.weight,
+        "depth": bonus.depth,
+        "neighbours": ref.photos.k,
+        "ramp": [ref.lo, ref.hi],
+        "training_photos": len(ref.photos.photos),
+        "trained_products": len(ref.products),
+    }

@@ -1,0 +1,43 @@
+"""Embeddings of a source's own photos while a cascade opens, each image embedded once: the prototype shift
+and the novelty reference both read a seeded sample of the training photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from snapsearch.data.dataset import LabelMaps
+from snapsearch.data.protocols import trained_photos
+from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
+from snapsearch.runtime.models import CascadeRuntime
+
+
+class PhotoEmbeddings:
+    """The runtime's embeddings of manifest rows, remembered by the rows' image ids."""
+
+    def __init__(self, runtime: CascadeRuntime, labels: LabelMaps, io: BatchIO) -> None:
+        self.runtime = runtime
+        self.labels = labels
+        self.io = io
+        self._done: dict[tuple[str, ...], Outputs] = {}
+
+    def embed(self, frame: pd.DataFrame, what: str) -> Outputs:
+        """Embeddings of ``frame``'s readable rows (``rows`` indexes the frame), with progress as ``what``."""
+        key = tuple(frame["image_id"].astype(str))
+        if key not in self._done:
+            self._done[key] = run_inference(self.runtime, frame, self.labels, classify=False, io=self.io, what=what)
+        return self._done[key]
+
+    def trained(self, manifest: pd.DataFrame, per_product: int, seed: int) -> tuple[np.ndarray, list[str]]:
+        """(embeddings, product ids) of at most ``per_product`` training photos of each product the run trained
+        photos of (a seeded sample; never a held-out product's or the selection fold's); empty without any."""
+        photos = sample_per_product(trained_photos(manifest, self.labels), per_product, seed)
+        if photos.empty:
+            return np.zeros((0, self.runtime.embedding_dim), np.float32), []
+        out = self.embed(photos, "training photos")
+        return out.embeddings, photos.loc[out.rows, "product_id"].astype(str).tolist()
+
+
+def sample_per_product(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """At most ``n`` rows of each product, a seeded sample, in the frame's order."""
+    return frame.sample(frac=1.0, random_state=seed).groupby("product_id").head(n).sort_index()
