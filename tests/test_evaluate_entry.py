@@ -23,7 +23,7 @@ def _evaluate(run_dir: Path, tmp_path: Path, *overrides: str) -> dict:
 
 
 def test_evaluate_every_strategy(smoke_run: Path, tmp_path: Path) -> None:
-    report = _evaluate(smoke_run, tmp_path)
+    report = _evaluate(smoke_run, tmp_path, "novelty.weight=0.2")  # off by default (conf/novelty/ramp.yaml)
     assert set(report["strategies"]) == {"global", "top1", "topk", "adaptive", "fusion", "conformal", "oracle"}
     out = next(iter(sorted((smoke_run / "evaluations").glob("catalog_trained_*"))))
     for name in ("report.md", "report.json", "confusion_matrix.png", "examples.png"):
@@ -31,7 +31,7 @@ def test_evaluate_every_strategy(smoke_run: Path, tmp_path: Path) -> None:
     assert report["hubness"]["weight"] == 0.25  # conf/hubness/csls.yaml, the default: every strategy corrected
     newest = max((smoke_run / "evaluations").glob("*/report.md"), key=lambda p: p.stat().st_mtime)
     assert "corrected for hubness" in newest.read_text()
-    assert report["novelty"]["weight"] == 0.2  # conf/novelty/ramp.yaml, the default
+    assert report["novelty"]["weight"] == 0.2 and report["novelty"]["trained_products"] > 0
     assert "Novelty bonus: untrained products' items + 0.2 x ramp" in newest.read_text()
     oracle = report["strategies"]["oracle"]
     assert oracle["routed_right"] == 1.0
@@ -89,6 +89,7 @@ def test_evaluate_shared_trunk_beside_the_separate_models(smoke_run: Path, tmp_p
     """One trunk for both stages: the classifier's pooled features serve as the embedding; its report shows
     the separate models' evaluation of the same queries beside it, and says how each model was chosen."""
     separate = _evaluate(smoke_run, tmp_path, "cascade=top1", "rejection.enabled=false")
+    assert separate["novelty"] is None  # conf/novelty/ramp.yaml's weight 0: measured, not applied
     separate_dir = sorted((smoke_run / "evaluations").glob("*/report.json"), key=lambda p: p.stat().st_mtime)[-1]
     report = _evaluate(smoke_run, tmp_path, "embedder=shared", "cascade=top1", f"compare_with=[{separate_dir.parent}]")
     assert report["runtime"] == "torch-shared"
