@@ -5,6 +5,7 @@ that ships its reference."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -135,10 +136,12 @@ def test_the_cascade_ranks_as_the_bonus_says_and_a_live_product_is_untrained(smo
 
 
 def test_a_bundle_ships_its_reference_and_reads_it_only_for_the_bonus(smoke_bundle: Path) -> None:
-    assert BundleDir(smoke_bundle).novelty.is_file()  # export.py's conf/novelty is on by default
+    assert BundleDir(smoke_bundle).novelty.is_file()  # export.py ships it at conf/novelty's default weight 0
     cascade = Cascade.from_bundle(smoke_bundle, novelty=OPTIONS)
     assert cascade.novelty is not None
     assert cascade.novelty.reference.photos.k == 5  # export's conf/novelty, not the opener's
     assert cascade.novelty.weight == 0.3  # the opener's weight
     plain = Cascade.from_bundle(smoke_bundle)
     assert plain.novelty is None and plain.info()["novelty"] is None
+    off = Cascade.from_bundle(smoke_bundle, novelty=replace(OPTIONS, weight=0.0))  # the default: not applied
+    assert off.novelty is None and off.info()["novelty"] is None

@@ -47,6 +47,11 @@ class NoveltyOptions:
             int(cfg["seed"]),
         )
 
+    @property
+    def applied(self) -> bool:
+        """Whether searches get the bonus (weight 0: export.py still ships the reference, for later)."""
+        return self.weight > 0
+
     def reference(
         self, photos: PhotoEmbeddings, manifest: pd.DataFrame, validation: pd.DataFrame | None
     ) -> NoveltyReference | None:
@@ -75,7 +80,7 @@ class NoveltyOptions:
 
     def bonus(self, reference: NoveltyReference | None, product_ids: Sequence[str]) -> NoveltyBonus | None:
         """The bonus a cascade applies over a product table holding ``product_ids`` (None: off)."""
-        if reference is None or self.weight == 0:
+        if reference is None or not self.applied:
             return None
         return NoveltyBonus.for_products(reference, self.weight, self.depth, product_ids)
 

@@ -120,12 +120,12 @@ def _extras(
     shift (kept to move products added live as the index's were) and the novelty bonus."""
     product_ids = [products[i].product_id for i in range(len(products))]
     return options | {
-        "novelty": None if novelty is None else novelty.bonus(novelty_reference, product_ids),
         "query_types": head,
         "text": None if text is None else text.build(products),
         "hubness": correction_for(index, hubness, where),
         "hub_reference": reference,
         "prototype_shift": shift,
+        "novelty": None if novelty is None else novelty.bonus(novelty_reference, product_ids),
     }
 
 
@@ -210,7 +210,7 @@ def open_run(
         prototype_shift: move the catalog's vectors by offsets measured on the run's training photos (None:
             off). A loaded ``index_path`` keeps its vectors as they were indexed; products added live move.
         novelty: the novelty bonus, its reference embedded from the run's training photos and its ramp set
-            on the validation photos of trained products (None: off).
+            on the validation photos of trained products (None or weight 0: off, nothing measured).
         cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``, ``type_routes``...).
     """
     run = RunDir(Path(run_dir))
@@ -228,7 +228,7 @@ def open_run(
     shift = None
     if prototype_shift is not None:
         shift = prototype_shift.measure(embedded, manifest, catalog_pool(manifest, labels))
-    novel = novelty.reference(embedded, manifest, photos) if novelty is not None else None
+    novel = novelty.reference(embedded, manifest, photos) if novelty is not None and novelty.applied else None
     built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io, reference, shift)
     chosen = calibrate(strategies or default_strategies(), runtime, photos, labels, io)
     products = ProductTable.from_manifest(manifest, labels)
@@ -385,7 +385,7 @@ def _bundle_novelty(
 ) -> NoveltyReference | None:
     """The bundle's novelty reference when the bonus is asked for; for a bundle exported without one, built
     from the training photos when the manifest is read anyway (else none, logged)."""
-    if options is None:
+    if options is None or not options.applied:
         return None
     if bundle.novelty.is_file():
         return NoveltyReference.load(bundle.novelty, photos.runtime.embedder_fingerprint)
