@@ -20,6 +20,10 @@ photos weighted as the catalog's untrained products, as ``bench/prototype_shift.
 scores' AUROC (photo-less against seen test photos, product-clustered interval)::
 
     python bench/novelty_routing.py --run runs/np_s42 --out bench/results/novelty_routing_s42.json
+
+``--faults motion_blur_2 noise_2 ...`` also reruns every 4th test photo under those camera faults of
+``conf/evaluate.yaml`` (the clean photos beside them): each group's R@1 without and with each bonus, and how
+new the faulted photos look to the ramp (its mean per group).
 """
 
 from __future__ import annotations
@@ -27,16 +31,23 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from heldout import HeldOutSplit, attach_intervals, embed_split, group_rows, normalise, open_cascade, save_result
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from prototype_shift import split_offsets
 
+from snapsearch.data.dataset import LabelMaps
 from snapsearch.evaluation.rejection import weighted_auroc
 from snapsearch.evaluation.uncertainty import LEVEL, clusters_of, resample_counts
 from snapsearch.retrieval.hubness import HubReference
 from snapsearch.retrieval.novelty import NoveltyReference
+from snapsearch.runtime.batch import BatchIO
+from snapsearch.search.cascade import Cascade
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +68,43 @@ def auroc_with_interval(
     return float(values[0]), [float(v) for v in np.nanpercentile(values[1:], [tail, 100 - tail])]
 
 
+def under_faults(
+    cascade: Cascade,
+    split: HeldOutSplit,
+    labels: LabelMaps,
+    faults: list[str],
+    stride: int,
+    batch: int,
+    score: Callable[[np.ndarray], np.ndarray],
+    ramp: NoveltyReference,
+    bonuses: list[float],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per camera fault of ``conf/evaluate.yaml`` (and clean), on every ``stride``-th test photo as
+    evaluate.py's study takes them: each product group's R@1 without and with each bonus, and its mean ramp
+    (how new the faulted photos look). Nothing without ``faults``."""
+    if not faults:
+        return {}
+    corruptions = OmegaConf.load(ROOT / "conf" / "evaluate.yaml").camera_faults.corruptions
+    io = BatchIO(batch, 0, int(split.cfg.data.max_image_pixels), bool(split.cfg.data.draft_decode))
+    test = split.test.iloc[::stride]
+    truth, untrained = split.items(test), ~split.trained
+    groups = {g: m[::stride] for g, m in split.test_groups().items() if m[::stride].any()}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for fault in ["clean", *faults]:
+        before = None if fault == "clean" else instantiate(corruptions[fault])
+        run = cascade.infer_frame(test, labels, replace(io, before=before), classify=False, what=fault)
+        if len(run.rows) != len(test):
+            raise SystemExit(f"{fault}: {len(test) - len(run.rows)} test photos unreadable")
+        s, r = score(run.embeddings), ramp.ramp(run.embeddings)
+        row = {"mean_ramp": {g: float(r[m].mean()) for g, m in groups.items()}}
+        for b in [0.0, *bonuses]:
+            hit = (s + b * r[:, None] * untrained[None, :]).argmax(axis=1) == truth
+            row[f"R@1, bonus {b:g}"] = {g: float(hit[m].mean()) for g, m in groups.items()}
+        out[fault] = row
+        print(f"{fault:14s} " + "  ".join(f"{k}: {v}" for k, v in row.items()))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, type=Path, help="a multi-task run trained with held-out products")
@@ -69,6 +117,8 @@ def main() -> None:
     ap.add_argument("--ramp", type=float, nargs=2, default=[0.1, 0.5], help="quantiles: lo (full bonus), hi")
     ap.add_argument("--hub-weight", type=float, default=0.25)
     ap.add_argument("--hub-k", type=int, default=10)
+    ap.add_argument("--faults", nargs="*", default=[], help="camera faults of conf/evaluate.yaml to rerun under")
+    ap.add_argument("--fault-stride", type=int, default=4, help="every n-th test photo, as evaluate.py's study")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -78,16 +128,22 @@ def main() -> None:
     t0 = time.perf_counter()
     split = HeldOutSplit.load(args.run)
     trained = split.trained  # a selection fold's products count as untrained, as in selection
-    e = embed_split(open_cascade(args.run, args.bundle), split, args.batch)
+    cascade = open_cascade(args.run, args.bundle)
+    e = embed_split(cascade, split, args.batch)
     gallery, q_train, q_val, q_test = e["catalog"], e["train"], e["val"], e["test"]
     own, delta = split_offsets(split, e)
     reference = HubReference.from_photos(q_val, args.hub_k)
 
-    def scores(a_trained: float, a_untrained: float) -> tuple[np.ndarray, np.ndarray]:
-        """(test, validation) scores against the catalog moved by the shift's weights, hubness-corrected."""
+    def scorer(a_trained: float, a_untrained: float) -> Callable[[np.ndarray], np.ndarray]:
+        """Queries' scores against the catalog moved by the shift's weights, hubness-corrected."""
         g = normalise(gallery + np.where(trained[:, None], a_trained * own, a_untrained * delta))
         r = args.hub_weight * reference.density(g)
-        return q_test @ g.T - r, q_val @ g.T - r
+        return lambda q: q @ g.T - r
+
+    def scores(a_trained: float, a_untrained: float) -> tuple[np.ndarray, np.ndarray]:
+        """(test, validation) scores (:func:`scorer`)."""
+        score = scorer(a_trained, a_untrained)
+        return score(q_test), score(q_val)
 
     shipped_name = f"shipped shift ({args.shipped[0]:g}, {args.shipped[1]:g})"
     shipped = scores(*args.shipped)
@@ -148,6 +204,17 @@ def main() -> None:
         )
         auroc[name] = {"AUROC": value, "ci": ci}
         print(f"novelty score, {name}: AUROC photo-less vs seen {value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
+    faults = under_faults(
+        cascade,
+        split,
+        LabelMaps.load(args.run / "labels.json"),
+        args.faults,
+        args.fault_stride,
+        args.batch,
+        scorer(*args.shipped),
+        ramp,
+        args.bonus,
+    )
     result = {
         "run": str(args.run),
         "bundle": None if args.bundle is None else str(args.bundle),
@@ -159,6 +226,7 @@ def main() -> None:
         "novelty": {"k_routing": k, "AUROC_photo_less_vs_seen": auroc, "ramp_quantiles": args.ramp},
         "queries": {name: int(mask.sum()) for name, mask in groups.items()} | {"validation": len(split.val)},
         "R@1": rows,
+        "camera_faults": faults,
     }
     save_result(args.out, result, resamples=args.resamples, seed=args.seed, started=t0)
 
