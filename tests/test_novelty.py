@@ -5,10 +5,13 @@ that ships its reference."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from snapsearch.retrieval import GlobalSearch, PartitionedIndex, rank
@@ -100,6 +103,32 @@ def test_the_reference_file_round_trips_and_refuses_another_embedder(tmp_path: P
     np.testing.assert_allclose(back.ramp(photos), ref.ramp(photos), atol=1e-2)  # float16 photos
     with pytest.raises(NoveltyError, match="another embedder"):
         NoveltyReference.load(tmp_path / "novelty.npz", "emb-2")
+
+
+def test_validation_photos_of_trained_products_only_set_the_ramp(caplog: pytest.LogCaptureFixture) -> None:
+    """Photos of untrained products never set the ramp; too few of trained ones turn the bonus off (logged),
+    and the source still opens."""
+    rng = np.random.default_rng(3)
+    train, val = _unit(rng.normal(size=(20, 8))), _unit(rng.normal(size=(12, 8)))
+
+    class Photos:  # what NoveltyOptions.reference reads of PhotoEmbeddings
+        runtime = SimpleNamespace(embedder_fingerprint="emb")
+
+        def trained(self, manifest: object, per_product: int, seed: int) -> tuple[np.ndarray, list[str]]:
+            return train, ["a"] * 10 + ["b"] * 10
+
+        def embed(self, frame: pd.DataFrame, what: str) -> SimpleNamespace:
+            return SimpleNamespace(rows=frame.index.to_numpy(), embeddings=val[frame.index.to_numpy()])
+
+    products = ["a", "b", "x", "x"] * 3
+    ref = OPTIONS.reference(Photos(), None, pd.DataFrame({"product_id": products}))
+    assert ref is not None and ref.products == ("a", "b")
+    trained_val = val[[i for i, p in enumerate(products) if p != "x"]]
+    np.testing.assert_allclose([ref.lo, ref.hi], np.quantile(ref.novelty(trained_val), [0.1, 0.5]), rtol=1e-5)
+    one = pd.DataFrame({"product_id": ["a", "x", "x"]})
+    with caplog.at_level(logging.WARNING):
+        assert OPTIONS.reference(Photos(), None, one) is None
+    assert "novelty bonus is off" in caplog.text and "does not spread" in caplog.text
 
 
 def test_the_cascade_ranks_as_the_bonus_says_and_a_live_product_is_untrained(smoke_run: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from snapsearch.retrieval.novelty import NoveltyBonus, NoveltyReference
+from snapsearch.retrieval.novelty import NoveltyBonus, NoveltyError, NoveltyReference
 from snapsearch.search.photo_embeddings import PhotoEmbeddings
 
 log = logging.getLogger(__name__)
@@ -64,19 +64,23 @@ class NoveltyOptions:
         if validation is not None and len(validation) > self.validation_photos:
             validation = validation.sample(n=self.validation_photos, random_state=self.seed).sort_index()
         # all of them embedded (the hubness reference's photos too, embedded once), trained products' kept
-        out = None if validation is None or validation.empty else photos.embed(validation, "validation photos")
-        seen = None if out is None else validation.loc[out.rows, "product_id"].isin(products).to_numpy()
-        if out is None or seen is None or not seen.any():
-            log.warning("no validation photo of a trained product to set the novelty ramp on: the bonus is off")
+        if validation is None or validation.empty:
+            log.warning("no validation photos to set the novelty ramp on: the novelty bonus is off")
             return None
-        return NoveltyReference.calibrate(
-            embeddings,
-            products,
-            out.embeddings[seen],
-            self.neighbours,
-            self.quantiles,
-            photos.runtime.embedder_fingerprint,
-        )
+        out = photos.embed(validation, "validation photos")
+        seen = validation.loc[out.rows, "product_id"].isin(products).to_numpy()
+        try:
+            return NoveltyReference.calibrate(
+                embeddings,
+                products,
+                out.embeddings[seen],
+                self.neighbours,
+                self.quantiles,
+                photos.runtime.embedder_fingerprint,
+            )
+        except NoveltyError as e:  # too few validation photos: the source still opens, without the bonus
+            log.warning("the novelty bonus is off: %s", e)
+            return None
 
     def bonus(self, reference: NoveltyReference | None, product_ids: Sequence[str]) -> NoveltyBonus | None:
         """The bonus a cascade applies over a product table holding ``product_ids`` (None: off)."""
