@@ -50,6 +50,7 @@ from snapsearch.runtime.batch import BatchIO
 from snapsearch.search.cascade import Cascade
 
 ROOT = Path(__file__).resolve().parents[1]
+NOVELTY = OmegaConf.load(ROOT / "conf" / "novelty" / "ramp.yaml")  # the search path's ramp quantiles
 
 
 def novelty(queries: np.ndarray, train: np.ndarray, k: int) -> np.ndarray:
@@ -114,7 +115,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, nargs="+", default=[1, 5, 10], help="neighbours of the novelty score")
     ap.add_argument("--flagged", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2])
     ap.add_argument("--bonus", type=float, nargs="+", default=[0.1, 0.2, 0.4])
-    ap.add_argument("--ramp", type=float, nargs=2, default=[0.1, 0.5], help="quantiles: lo (full bonus), hi")
+    ap.add_argument("--ramp", type=float, nargs=2, default=list(NOVELTY.quantiles), help="quantiles: lo, hi")
     ap.add_argument("--hub-weight", type=float, default=0.25)
     ap.add_argument("--hub-k", type=int, default=10)
     ap.add_argument("--faults", nargs="*", default=[], help="camera faults of conf/evaluate.yaml to rerun under")

@@ -6,7 +6,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -19,7 +19,6 @@ from snapsearch.deploy.export import INT8, ExportError, Int8Options, export_bund
 from snapsearch.deploy.serving import serving_calibration
 from snapsearch.models.artifact import META_FILE
 from snapsearch.retrieval.hubness import HubReference
-from snapsearch.retrieval.novelty import NoveltyReference
 from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.factory import run_runtime
@@ -102,40 +101,20 @@ def _catalog_index(
     return out
 
 
-def _hubness_reference(cfg: DictConfig, photos: PhotoEmbeddings, manifest, out: Path) -> HubReference | None:
-    """The validation photos' embeddings the bundle's catalog densities are measured against (``hubness``
-    group; none when it is off or there are no validation photos)."""
-    options = HubnessOptions.from_config(cfg.get("hubness"))
-    if options is None:
-        return None
-    reference = options.reference(photos, calibration_photos(manifest, photos.labels))
-    if reference is not None:
-        reference.save(out)
-    return reference
+class _Saved(Protocol):
+    def save(self, path: Path) -> None: ...
 
 
-def _prototype_shift(cfg: DictConfig, photos: PhotoEmbeddings, manifest, out: Path) -> PrototypeShift | None:
-    """The catalog offsets the bundle ships, measured on the run's training photos (``prototype_shift``
-    group; none when it is off or the run trained no photos)."""
-    options = PrototypeShiftOptions.from_config(cfg.get("prototype_shift"))
-    if options is None:
-        return None
-    shift = options.measure(photos, manifest, catalog_pool(manifest, photos.labels))
-    if shift is not None:
-        shift.save(out)
-    return shift
+S = TypeVar("S", bound=_Saved)
 
 
-def _novelty_reference(cfg: DictConfig, photos: PhotoEmbeddings, manifest, out: Path) -> NoveltyReference | None:
-    """The novelty reference the bundle ships: the run's training photos and the ramp set on the validation
-    photos of trained products (``novelty`` group; none when it is off or there are no such photos)."""
-    options = NoveltyOptions.from_config(cfg.get("novelty"))
-    if options is None:
-        return None
-    reference = options.reference(photos, manifest, calibration_photos(manifest, photos.labels))
-    if reference is not None:
-        reference.save(out)
-    return reference
+def _shipped(artifact: S | None, out: Path, extra: dict[str, Path]) -> S | None:
+    """``artifact`` (a reference or offsets the bundle ships) saved at ``out`` and listed among the bundle's
+    files; nothing when its option is off or it could not be measured."""
+    if artifact is not None:
+        artifact.save(out)
+        extra[out.name] = out
+    return artifact
 
 
 def search_parity(
@@ -214,15 +193,21 @@ def run_export(cfg: DictConfig) -> dict[str, Any]:
         ProductTable.from_manifest(manifest, labels).save(Path(tmp) / PRODUCTS_FILE)
         extra[PRODUCTS_FILE] = Path(tmp) / PRODUCTS_FILE
         runtime = run_runtime(run_dir)
+        # the references and offsets the bundle ships, each photo embedded once (validation photos never test)
         embedded = PhotoEmbeddings(runtime, labels, _io(cfg, train_cfg))
-        hub = _hubness_reference(cfg, embedded, manifest, Path(tmp) / HUBNESS)
-        if hub is not None:
-            extra[HUBNESS] = Path(tmp) / HUBNESS
-        shift = _prototype_shift(cfg, embedded, manifest, Path(tmp) / PROTOTYPE_SHIFT)
-        if shift is not None:
-            extra[PROTOTYPE_SHIFT] = Path(tmp) / PROTOTYPE_SHIFT
-        if _novelty_reference(cfg, embedded, manifest, Path(tmp) / NOVELTY) is not None:
-            extra[NOVELTY] = Path(tmp) / NOVELTY
+        validation = calibration_photos(manifest, labels)
+        hubness = HubnessOptions.from_config(cfg.get("hubness"))
+        hub = _shipped(None if hubness is None else hubness.reference(embedded, validation), Path(tmp) / HUBNESS, extra)
+        offsets = PrototypeShiftOptions.from_config(cfg.get("prototype_shift"))
+        shift = _shipped(
+            None if offsets is None else offsets.measure(embedded, manifest, catalog_pool(manifest, labels)),
+            Path(tmp) / PROTOTYPE_SHIFT,
+            extra,
+        )
+        novelty = NoveltyOptions.from_config(cfg.get("novelty"))
+        _shipped(
+            None if novelty is None else novelty.reference(embedded, manifest, validation), Path(tmp) / NOVELTY, extra
+        )
         if cfg.include_index:
             catalog = catalog_pool(manifest, labels)
             extra[INDEX] = _catalog_index(cfg, runtime, train_cfg, catalog, labels, hub, shift, Path(tmp) / INDEX)
