@@ -1,5 +1,6 @@
 """Embeddings of a source's own photos while a cascade opens, each image embedded once: the prototype shift
-and the novelty reference both read a seeded sample of the training photos."""
+and the novelty reference both read a seeded sample of the training photos, and the conformal calibration,
+the hubness reference and the novelty ramp all read the validation photos."""
 
 from __future__ import annotations
 
@@ -19,14 +20,19 @@ class PhotoEmbeddings:
         self.runtime = runtime
         self.labels = labels
         self.io = io
-        self._done: dict[tuple[str, ...], Outputs] = {}
+        self._done: dict[tuple[tuple[str, ...], bool], Outputs] = {}
 
-    def embed(self, frame: pd.DataFrame, what: str) -> Outputs:
-        """Embeddings of ``frame``'s readable rows (``rows`` indexes the frame), with progress as ``what``."""
-        key = tuple(frame["image_id"].astype(str))
-        if key not in self._done:
-            self._done[key] = run_inference(self.runtime, frame, self.labels, classify=False, io=self.io, what=what)
-        return self._done[key]
+    def embed(self, frame: pd.DataFrame, what: str, *, classify: bool = False) -> Outputs:
+        """Embeddings of ``frame``'s readable rows (``rows`` indexes the frame), with progress as ``what``;
+        ``classify``: the category probabilities too. A classified pass also serves later embedding requests
+        of the same rows (so classify first when both are wanted)."""
+        ids = tuple(frame["image_id"].astype(str))
+        for key in [(ids, True)] if classify else [(ids, False), (ids, True)]:
+            if key in self._done:
+                return self._done[key]
+        out = run_inference(self.runtime, frame, self.labels, classify=classify, io=self.io, what=what)
+        self._done[(ids, classify)] = out
+        return out
 
     def trained(self, manifest: pd.DataFrame, per_product: int, seed: int) -> tuple[np.ndarray, list[str]]:
         """(embeddings, product ids) of at most ``per_product`` training photos of each product the run trained

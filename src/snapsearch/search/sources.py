@@ -23,7 +23,7 @@ from snapsearch.retrieval.hubness import HubReference
 from snapsearch.retrieval.novelty import NoveltyReference
 from snapsearch.retrieval.prototype_shift import PrototypeShift
 from snapsearch.retrieval.store import VectorStore, load_store
-from snapsearch.runtime.batch import BatchIO, run_inference
+from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.bundle import BundleError, read_bundle
 from snapsearch.runtime.factory import run_runtime
 from snapsearch.runtime.models import BundleRuntime, CascadeRuntime
@@ -66,13 +66,10 @@ def calibration_photos(manifest: pd.DataFrame, labels: LabelMaps) -> pd.DataFram
 
 
 def calibrate(
-    strategies: Mapping[str, Strategy],
-    runtime: CascadeRuntime,
-    photos: pd.DataFrame | None,
-    labels: LabelMaps,
-    io: BatchIO,
+    strategies: Mapping[str, Strategy], photos: pd.DataFrame | None, embedded: PhotoEmbeddings
 ) -> dict[str, Strategy]:
-    """Fit the unfitted conformal strategies on ``photos``; without photos they are dropped (logged)."""
+    """Fit the unfitted conformal strategies on ``photos``; without photos they are dropped (logged). Runs
+    before the references that embed the same photos, so that one classified pass serves them all."""
     out = dict(strategies)
     pending = unfitted(out)
     if not pending:
@@ -80,8 +77,8 @@ def calibrate(
     if photos is None or photos.empty:
         log.warning("no validation photos to calibrate %s: dropped (set their threshold to keep them)", pending)
         return {n: s for n, s in out.items() if n not in pending}
-    c_out = run_inference(runtime, photos, labels, classify=True, io=io, what="calibration photos")
-    truth = label_indices(photos.loc[c_out.rows], labels)[0]
+    c_out = embedded.embed(photos, "calibration photos", classify=True)
+    truth = label_indices(photos.loc[c_out.rows], embedded.labels)[0]
     for name in pending:
         out[name].fit(c_out.probs, truth)  # type: ignore[union-attr]
     return out
@@ -224,13 +221,13 @@ def open_run(
     pool = catalog_pool(manifest, labels) if pool is None else pool
     photos = calibration_photos(manifest, labels)
     embedded = PhotoEmbeddings(runtime, labels, io)
+    chosen = calibrate(strategies or default_strategies(), photos, embedded)
     reference = hubness.reference(embedded, photos) if hubness is not None else None
     shift = None
     if prototype_shift is not None:
         shift = prototype_shift.measure(embedded, manifest, catalog_pool(manifest, labels))
     novel = novelty.reference(embedded, manifest, photos) if novelty is not None and novelty.applied else None
     built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io, reference, shift)
-    chosen = calibrate(strategies or default_strategies(), runtime, photos, labels, io)
     products = ProductTable.from_manifest(manifest, labels)
     head = query_type_head(run.query_type, runtime) if query_types else None
     return cls(  # type: ignore[call-arg]
@@ -320,12 +317,12 @@ def open_bundle(
         pool = catalog_pool(manifest, labels)
     photos = calibration_photos(manifest, labels) if manifest is not None else None
     embedded = PhotoEmbeddings(models, labels, io)
+    chosen = calibrate(wanted, photos, embedded)
     reference = _bundle_reference(bundle, embedded, hubness, photos)
     shift = _bundle_shift(bundle, embedded, prototype_shift, manifest)
     novel = _bundle_novelty(bundle, embedded, novelty, manifest, photos)
     spec = index or IndexSpec()
     built, skipped = _index(models, index_path or shipped, shards, pool, labels, spec, io, reference, shift)
-    chosen = calibrate(wanted, models, photos, labels, io)
     head = query_type_head(bundle.query_type, models) if query_types else None
     if rejection is None:
         rejection = {n: t for n, t in (record.rejection if record else {}).items() if n in chosen}
