@@ -1,0 +1,132 @@
+"""Can the novelty score calibrate the gate on new products? A probe for issue 20's ECE target.
+
+The gate's temperature is fitted on validation photos of trained products, and its ECE on photo-less products'
+photos is 0.2+ (BENCHMARKS §21): it is overconfident exactly where the network saw no photo. The novelty ramp
+(``conf/novelty``: how far a photo lies from every training photo) is high there, and under camera faults. This
+probe softens the calibrated probabilities by the ramp, ``p' ~ p ** (1 / (1 + a x ramp))``, fits ``a`` by the
+negative log-likelihood on the seen products' validation photos (the only photos calibration may use), and
+reports the gate's top-1 and ECE (product-clustered 95% intervals) per product group on every ``--stride``-th
+test photo, clean and under the camera faults of ``conf/evaluate.yaml`` named by ``--faults``, at ``a = 0``
+(today) and at the fitted ``a``::
+
+    python bench/novelty_temperature.py --run runs/np_s2 --out bench/results/novelty_temperature_s2.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from heldout import HeldOutSplit, open_cascade, save_result
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from snapsearch.data.dataset import LabelMaps
+from snapsearch.evaluation.camera_faults import ece_interval
+from snapsearch.models.classifier_metrics import classifier_metrics
+from snapsearch.retrieval.novelty import NoveltyReference
+from snapsearch.runtime.batch import BatchIO, Outputs
+from snapsearch.search.catalog_index import label_indices
+
+ROOT = Path(__file__).resolve().parents[1]
+NOVELTY = OmegaConf.load(ROOT / "conf" / "novelty" / "ramp.yaml")
+FAULTS = OmegaConf.load(ROOT / "conf" / "evaluate.yaml").camera_faults.corruptions
+
+
+def softened(probs: np.ndarray, ramp: np.ndarray, a: float) -> np.ndarray:
+    """The probabilities at a temperature raised by ``a x ramp`` per photo (``a = 0``: unchanged)."""
+    z = np.log(np.clip(probs, 1e-12, 1.0)) / (1.0 + a * ramp)[:, None]
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def nll(probs: np.ndarray, truth: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(truth)), truth], 1e-12, 1.0)).mean())
+
+
+def gate_rows(probs: np.ndarray, truth: np.ndarray, products: np.ndarray, resamples: int, seed: int) -> dict:
+    """The gate's top-1 and ECE, the ECE with a product-clustered interval."""
+    m = classifier_metrics(probs.astype(np.float32), truth.astype(np.int64))
+    ci = ece_interval(probs, truth, products, unit="product", resamples=resamples, seed=seed)
+    return {"top1": m["top1"], "ece": m["ece"], "ece_ci": ci}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, type=Path, help="a multi-task run trained with photo-less products")
+    ap.add_argument("--faults", nargs="*", default=["motion_blur_1", "defocus_1", "noise_1", "jpeg_1", "low_res_1"])
+    ap.add_argument("--stride", type=int, default=2, help="every n-th test photo")
+    ap.add_argument("--grid", type=float, nargs=3, default=[0.0, 3.0, 0.1], help="a: start, stop, step")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "novelty_temperature.json")
+    args = ap.parse_args()
+    started = time.perf_counter()
+    split = HeldOutSplit.load(args.run)
+    cascade = open_cascade(args.run, None)
+    labels = LabelMaps.load(args.run / "labels.json")
+    data = split.cfg.data
+
+    def infer(frame: pd.DataFrame, fault: str | None, what: str) -> tuple[Outputs, pd.DataFrame]:
+        before = None if fault is None else instantiate(FAULTS[fault])
+        io = BatchIO(args.batch, 0, int(data.max_image_pixels), bool(data.draft_decode), before, args.seed)
+        out = cascade.infer_frame(frame, labels, io, classify=True, what=what)
+        return out, frame.loc[out.rows]
+
+    train, train_rows = infer(split.train, None, "training photos")
+    val, val_rows = infer(split.val, None, "validation photos")
+    seen_val = ~val_rows["product_id"].isin(split.fold).to_numpy()
+    reference = NoveltyReference.calibrate(
+        train.embeddings,
+        train_rows["product_id"].tolist(),
+        val.embeddings[seen_val],
+        int(NOVELTY.neighbours),
+        tuple(NOVELTY.quantiles),
+    )
+    val_truth = label_indices(val_rows, labels)[0][seen_val]
+    val_ramp, val_probs = reference.ramp(val.embeddings[seen_val]), val.probs[seen_val]
+    grid = np.round(np.arange(args.grid[0], args.grid[1] + 1e-9, args.grid[2]), 6)
+    curve = {float(a): nll(softened(val_probs, val_ramp, a), val_truth) for a in grid}
+    chosen = min(curve, key=curve.get)
+    print(f"a chosen on the seen products' validation photos: {chosen} (NLL {curve[chosen]:.4f}, a=0 {curve[0.0]:.4f})")
+    test = split.test.iloc[:: args.stride]
+    groups = {name: mask[:: args.stride] for name, mask in split.test_groups().items()}
+    conditions = {}
+    for fault in [None, *args.faults]:
+        name = fault or "clean"
+        out, rows = infer(test, fault, f"test photos, {name}")
+        keep = test.index.get_indexer(rows.index)
+        truth, products = label_indices(rows, labels)[0], rows["product_id"].to_numpy()
+        ramp = reference.ramp(out.embeddings)
+        row: dict[str, dict] = {}
+        for group, mask in {"all": np.ones(len(test), bool), **groups}.items():
+            m = mask[keep]
+            if not m.any():
+                continue
+            row[group] = {
+                "photos": int(m.sum()),
+                "mean_ramp": float(ramp[m].mean()),
+                "a=0": gate_rows(out.probs[m], truth[m], products[m], args.resamples, args.seed),
+                f"a={chosen}": gate_rows(
+                    softened(out.probs[m], ramp[m], chosen), truth[m], products[m], args.resamples, args.seed
+                ),
+            }
+        conditions[name] = row
+        print(name, {g: (round(r["a=0"]["ece"], 3), round(r[f"a={chosen}"]["ece"], 3)) for g, r in row.items()})
+    result = {
+        "run": str(args.run),
+        "stride": args.stride,
+        "ramp": {"neighbours": int(NOVELTY.neighbours), "quantiles": list(NOVELTY.quantiles)},
+        "validation_nll_by_a": curve,
+        "chosen_a": chosen,
+        "conditions": conditions,
+    }
+    save_result(args.out, result, resamples=args.resamples, seed=args.seed, started=started)
+
+
+if __name__ == "__main__":
+    main()
