@@ -22,7 +22,10 @@ import numpy as np
 import pandas as pd
 from heldout import HeldOutSplit, open_cascade, save_result
 from hydra.utils import instantiate
+from novelty_routing import NOVELTY, ROOT
 from omegaconf import OmegaConf
+from scipy.special import softmax
+from sklearn.metrics import log_loss
 
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.evaluation.camera_faults import ece_interval
@@ -31,20 +34,12 @@ from snapsearch.retrieval.novelty import NoveltyReference
 from snapsearch.runtime.batch import BatchIO, Outputs
 from snapsearch.search.catalog_index import label_indices
 
-ROOT = Path(__file__).resolve().parents[1]
-NOVELTY = OmegaConf.load(ROOT / "conf" / "novelty" / "ramp.yaml")
 FAULTS = OmegaConf.load(ROOT / "conf" / "evaluate.yaml").camera_faults.corruptions
 
 
 def softened(probs: np.ndarray, ramp: np.ndarray, a: float) -> np.ndarray:
     """The probabilities at a temperature raised by ``a x ramp`` per photo (``a = 0``: unchanged)."""
-    z = np.log(np.clip(probs, 1e-12, 1.0)) / (1.0 + a * ramp)[:, None]
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
-def nll(probs: np.ndarray, truth: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(truth)), truth], 1e-12, 1.0)).mean())
+    return softmax(np.log(np.clip(probs, 1e-12, 1.0)) / (1.0 + a * ramp)[:, None], axis=1)
 
 
 def gate_rows(probs: np.ndarray, truth: np.ndarray, products: np.ndarray, resamples: int, seed: int) -> dict:
@@ -90,7 +85,8 @@ def main() -> None:
     val_truth = label_indices(val_rows, labels)[0][seen_val]
     val_ramp, val_probs = reference.ramp(val.embeddings[seen_val]), val.probs[seen_val]
     grid = np.round(np.arange(args.grid[0], args.grid[1] + 1e-9, args.grid[2]), 6)
-    curve = {float(a): nll(softened(val_probs, val_ramp, a), val_truth) for a in grid}
+    labels_all = np.arange(val_probs.shape[1])
+    curve = {float(a): log_loss(val_truth, softened(val_probs, val_ramp, a), labels=labels_all) for a in grid}
     chosen = min(curve, key=curve.get)
     print(f"a chosen on the seen products' validation photos: {chosen} (NLL {curve[chosen]:.4f}, a=0 {curve[0.0]:.4f})")
     test = split.test.iloc[:: args.stride]
