@@ -4,9 +4,11 @@ same draws for every corruption and strategy, and the ECE exactly torchmetrics' 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from snapsearch.evaluation.camera_faults import ece_interval, fault_scores
+from snapsearch.evaluation.studies import fault_photos
 from snapsearch.models.classifier_metrics import classifier_metrics
 
 N_PRODUCTS, PHOTOS_EACH = 40, 12
@@ -58,3 +60,15 @@ def test_ece_interval_reweights_photos_exactly_as_torchmetrics_scores_them(study
 def test_no_resamples_no_intervals(study: dict) -> None:
     scores = fault_scores(study["hits"], study["gate"], study["products"], unit="product", resamples=0, seed=0)
     assert "R@1_kept_ci" not in scores["dark"] and "gate_ece_ci" not in scores["dark"]
+
+
+def test_fault_photos_are_test_or_validation_photos() -> None:
+    """``camera_faults.photos`` picks the study's frame; a typo or a run without validation photos is a clear
+    error, not an empty study."""
+    queries, calib = pd.DataFrame({"path": ["q.jpg"]}), pd.DataFrame({"path": ["v.jpg"]})
+    assert fault_photos("test", queries, calib) is queries
+    assert fault_photos("val", queries, calib) is calib
+    with pytest.raises(ValueError, match="use test or val"):
+        fault_photos("train", queries, calib)
+    with pytest.raises(ValueError, match="no validation photos"):
+        fault_photos("val", queries, calib.iloc[:0])

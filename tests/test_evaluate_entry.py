@@ -173,3 +173,10 @@ def test_camera_faults_are_seeded_and_reported(smoke_run: Path, tmp_path: Path) 
     assert set(runs) == {"clean", "noise", "low_res"}
     assert all(v == 1.0 for v in runs["clean"]["R@1_kept"].values() if v == v)  # NaN when clean R@1 is 0
     assert runs["noise"] != runs["clean"] and runs["low_res"] != runs["clean"]
+    assert first["photos"] == "test"
+    # The validation photos instead (to choose a recipe without a test photo): other photos, labelled so.
+    val = _evaluate(smoke_run, tmp_path, *overrides, "camera_faults.photos=val")["camera_faults"]
+    assert val["photos"] == "val"
+    assert (val["n_photos"], val["corruptions"]["clean"]) != (first["n_photos"], runs["clean"])
+    newest = max((smoke_run / "evaluations").glob("*/report.md"), key=lambda p: p.stat().st_mtime)
+    assert f"## Camera faults ({val['n_photos']} validation photos" in newest.read_text()

@@ -57,7 +57,7 @@ def run_studies(
         faults = cfg.camera_faults
         out["camera_faults"] = camera_faults_study(
             cascade,
-            queries.iloc[:: faults.query_stride],
+            fault_photos(faults.photos, queries, calib).iloc[:: faults.query_stride],
             labels,
             io,
             faults.corruptions,
@@ -65,7 +65,7 @@ def run_studies(
             k=faults.k,
             seed=faults.seed,
             bootstrap=cfg.bootstrap,
-        )
+        ) | {"photos": faults.photos}
     if cfg.growing_pool.enabled:
         if cfg.protocol != "catalog":
             raise ValueError("growing_pool.enabled=true grows the catalog protocol's pool: use protocol=catalog")
@@ -91,6 +91,19 @@ def run_studies(
             extra=generated,
         )
     return out
+
+
+def fault_photos(which: str, queries: pd.DataFrame, calib: pd.DataFrame) -> pd.DataFrame:
+    """The camera-faults study's photos: ``test`` (the report's) or ``val``, the validation photos calibration
+    sees (never a held-out product's), so a training recipe can be chosen on its fault retention without
+    looking at a test photo."""
+    if which == "test":
+        return queries
+    if which != "val":
+        raise ValueError(f"camera_faults.photos={which!r}: use test or val")
+    if calib.empty:
+        raise ValueError("camera_faults.photos=val: this run has no validation photos; use camera_faults.photos=test")
+    return calib
 
 
 def _outputs_of(frame: pd.DataFrame, outputs: Outputs, labels: LabelMaps, picked: slice):
