@@ -81,29 +81,46 @@ def faults(report: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _summary(values: list[float]) -> dict[str, Any]:
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "values": [float(x) for x in v],
+    }
+
+
 def across_seeds(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """Per group: the gate's top-1 and each strategy's R@1 over the seeds (mean, sd, min, max, values)."""
-
-    def summary(values: list[float]) -> dict[str, Any]:
-        v = np.asarray(values, dtype=np.float64)
-        return {
-            "mean": float(v.mean()),
-            "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "min": float(v.min()),
-            "max": float(v.max()),
-            "values": [float(x) for x in v],
-        }
-
     out: dict[str, Any] = {}
     for group in per_seed[0]:
         runs = [seed[group] for seed in per_seed if group in seed]
         strategies = runs[0]["strategies"]
         out[group] = {
             "n_seeds": len(runs),
-            "gate_top1": summary([r["gate_top1"] for r in runs]),
-            "R@1": {s: summary([r["strategies"][s]["R@1"] for r in runs]) for s in strategies},
+            "gate_top1": _summary([r["gate_top1"] for r in runs]),
+            "R@1": {s: _summary([r["strategies"][s]["R@1"] for r in runs]) for s in strategies},
         }
     return out
+
+
+def faults_across_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per photo group and fault: each strategy's share of clean R@1 kept and the gate's ECE over the seeds
+    (mean, sd, min, max): a retention target holds for a recipe when its worst seed holds it."""
+    return {
+        group: {
+            name: {
+                "R@1_kept": {
+                    s: _summary([seed[group][name]["R@1_kept"][s] for seed in per_seed]) for s in c["R@1_kept"]
+                },
+                "gate_ece": _summary([seed[group][name]["gate_ece"] for seed in per_seed]),
+            }
+            for name, c in runs.items()
+        }
+        for group, runs in per_seed[0].items()
+    }
 
 
 def by_top_group(folder: Path) -> dict[str, dict[str, Any]]:
@@ -162,12 +179,17 @@ def _print_run(label: str, run: dict[str, Any]) -> None:
             print(f"  {name:14s} {kept}  ECE {_fmt(c['gate_ece'], c['gate_ece_ci'])}")
 
 
-def _print_seeds(label: str, seeds: dict[str, Any]) -> None:
-    for group, g in seeds.items():
+def _print_seeds(label: str, result: dict[str, Any]) -> None:
+    for group, g in result["seeds"].items():
         gate = g["gate_top1"]
         print(f"\n{label} / {group}, {g['n_seeds']} seeds: gate top-1 {gate['mean']:.3f} +- {gate['sd']:.3f}")
         for s, v in g["R@1"].items():
             print(f"  {s:10s} R@1 {v['mean']:.3f} +- {v['sd']:.3f}  [{v['min']:.3f}, {v['max']:.3f}]")
+    for group, runs in (result.get("camera_faults") or {}).items():
+        print(f"\n{label} / camera faults, {group}, over the seeds (R@1 kept: mean [min, max]; gate ECE: mean [max]):")
+        for name, c in runs.items():
+            kept = "  ".join(f"{s} {v['mean']:.3f} [{v['min']:.3f}, {v['max']:.3f}]" for s, v in c["R@1_kept"].items())
+            print(f"  {name:14s} {kept}  ECE {c['gate_ece']['mean']:.3f} [{c['gate_ece']['max']:.3f}]")
 
 
 def main() -> None:
@@ -195,7 +217,10 @@ def main() -> None:
             _print_run(name, results[name])
         if len(folders) > 1:
             results[label] = {"reports": folders, "seeds": across_seeds([groups(r) for r in reports])}
-            _print_seeds(label, results[label]["seeds"])
+            per_seed_faults = [faults(r) for r in reports]
+            if all(per_seed_faults):
+                results[label]["camera_faults"] = faults_across_seeds(per_seed_faults)  # type: ignore[arg-type]
+            _print_seeds(label, results[label])
     atomic_write_text(args.out, json.dumps(results, indent=2))
     print(f"\nwritten: {args.out}")
 
