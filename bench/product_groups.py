@@ -217,9 +217,9 @@ def main() -> None:
             _print_run(name, results[name])
         if len(folders) > 1:
             results[label] = {"reports": folders, "seeds": across_seeds([groups(r) for r in reports])}
-            per_seed_faults = [faults(r) for r in reports]
-            if all(per_seed_faults):
-                results[label]["camera_faults"] = faults_across_seeds(per_seed_faults)  # type: ignore[arg-type]
+            per_seed_faults = [f for r in reports if (f := faults(r))]
+            if len(per_seed_faults) == len(reports):
+                results[label]["camera_faults"] = faults_across_seeds(per_seed_faults)
             _print_seeds(label, results[label])
     atomic_write_text(args.out, json.dumps(results, indent=2))
     print(f"\nwritten: {args.out}")

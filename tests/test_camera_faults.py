@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from snapsearch.evaluation.camera_faults import ece_interval, fault_scores
-from snapsearch.evaluation.studies import fault_photos
+from snapsearch.evaluation.camera_faults import ece_interval, fault_photos, fault_scores
 from snapsearch.models.classifier_metrics import classifier_metrics
 
 N_PRODUCTS, PHOTOS_EACH = 40, 12
@@ -68,7 +67,7 @@ def test_fault_photos_are_test_or_validation_photos() -> None:
     queries, calib = pd.DataFrame({"path": ["q.jpg"]}), pd.DataFrame({"path": ["v.jpg"]})
     assert fault_photos("test", queries, calib) is queries
     assert fault_photos("val", queries, calib) is calib
-    with pytest.raises(ValueError, match="use test or val"):
+    with pytest.raises(ValueError, match="use one of"):
         fault_photos("train", queries, calib)
     with pytest.raises(ValueError, match="no validation photos"):
         fault_photos("val", queries, calib.iloc[:0])

@@ -23,6 +23,19 @@ from snapsearch.runtime.batch import BatchIO, Outputs
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import label_indices
 
+# Which photos the study may run on, and how the report names them.
+FAULT_PHOTOS = {"test": "test photos", "val": "validation photos (calibration's)"}
+
+
+def fault_photos(which: str, queries: pd.DataFrame, calib: pd.DataFrame) -> pd.DataFrame:
+    """The study's photos: ``test`` (the report's) or ``val``, the validation photos calibration sees (never a
+    held-out product's), so a training recipe can be chosen on its fault retention without a test photo."""
+    if which not in FAULT_PHOTOS:
+        raise ValueError(f"camera_faults.photos={which!r}: use one of {sorted(FAULT_PHOTOS)}")
+    if which == "val" and calib.empty:
+        raise ValueError("camera_faults.photos=val: this run has no validation photos; use camera_faults.photos=test")
+    return calib if which == "val" else queries
+
 
 def _hits_at_1(
     cascade: Cascade, out: Outputs, part: np.ndarray, prod: np.ndarray, strategies: Sequence[str], k: int

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.protocols import answerable, query_stream
 from snapsearch.data.sources import load_manifest
+from snapsearch.evaluation.camera_faults import fault_photos
 from snapsearch.evaluation.comparison import compare, selection_rules
 from snapsearch.evaluation.latency import serving_latency
 from snapsearch.evaluation.plots import confusion_matrix_figure, examples_figure
@@ -73,6 +74,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     queries, pool, calib = answerable(manifest, cfg.protocol, labels)
     if queries.empty:
         raise ValueError(f"no test query of the manifest can be scored under protocol={cfg.protocol}; see the log")
+    if cfg.camera_faults.enabled:
+        fault_photos(cfg.camera_faults.photos, queries, calib)  # a bad choice fails before the long passes
     out_dir = Path(cfg.paths.output_dir)
     cascade = open_cascade(cfg, source, data_cfg, pool, out_dir)
     io = BatchIO(cfg.batch_size, cfg.num_workers, int(data_cfg.max_image_pixels), bool(data_cfg.draft_decode))

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from snapsearch.evaluation.camera_faults import FAULT_PHOTOS
 from snapsearch.evaluation.queries_report import query_types_section, text_section
 from snapsearch.evaluation.tables import markdown_table, pct, with_interval
 from snapsearch.utils.atomic import atomic_save, atomic_write_text
@@ -271,9 +272,6 @@ def _faults_table(runs: dict[str, Any]) -> str:
     return markdown_table(["photos", "gate top-1", "gate ECE", *strategies], rows)
 
 
-_FAULT_PHOTOS = {"test": "test photos", "val": "validation photos (calibration's)"}
-
-
 def _camera_faults_section(study: dict[str, Any] | None) -> list[str]:
     """Each corruption: the gate's accuracy and ECE, and each strategy's R@1 (share of clean R@1 kept), for
     all photos and, under the unseen-products protocol, for the seen and held-out products apart."""
@@ -282,7 +280,7 @@ def _camera_faults_section(study: dict[str, Any] | None) -> list[str]:
     boot = study.get("bootstrap")
     note = f" 95% intervals: paired bootstrap over {boot['unit']}s, {boot['resamples']} resamples." if boot else ""
     parts = [
-        f"## Camera faults ({study['n_photos']} {_FAULT_PHOTOS[study.get('photos', 'test')]}, seeded corruptions)",
+        f"## Camera faults ({study['n_photos']} {FAULT_PHOTOS[study.get('photos', 'test')]}, seeded corruptions)",
         "",
         "R@1 (share of the clean R@1 kept) and the gate's top-1 accuracy and calibration error under each fault."
         + note,

@@ -13,7 +13,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from snapsearch.data.dataset import LabelMaps
-from snapsearch.evaluation.camera_faults import camera_faults_study
+from snapsearch.evaluation.camera_faults import camera_faults_study, fault_photos
 from snapsearch.evaluation.growing_pool import growing_pool_figure, run_growing_pool
 from snapsearch.evaluation.query_types import query_type_study
 from snapsearch.evaluation.rejection import Photos, rejection_study
@@ -91,19 +91,6 @@ def run_studies(
             extra=generated,
         )
     return out
-
-
-def fault_photos(which: str, queries: pd.DataFrame, calib: pd.DataFrame) -> pd.DataFrame:
-    """The camera-faults study's photos: ``test`` (the report's) or ``val``, the validation photos calibration
-    sees (never a held-out product's), so a training recipe can be chosen on its fault retention without
-    looking at a test photo."""
-    if which == "test":
-        return queries
-    if which != "val":
-        raise ValueError(f"camera_faults.photos={which!r}: use test or val")
-    if calib.empty:
-        raise ValueError("camera_faults.photos=val: this run has no validation photos; use camera_faults.photos=test")
-    return calib
 
 
 def _outputs_of(frame: pd.DataFrame, outputs: Outputs, labels: LabelMaps, picked: slice):
