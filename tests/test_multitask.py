@@ -14,13 +14,16 @@ import torch
 
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.models.multitask import MultiTaskNet
+from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.bundle import read_bundle
 from snapsearch.runtime.factory import run_runtime
 from snapsearch.runtime.models import BundleRuntime, MultiTaskRuntime
+from snapsearch.runtime.tempered import NoveltyTemperedRuntime
 from snapsearch.search.cascade import Cascade
+from snapsearch.search.novelty import NoveltyOptions
 from snapsearch.utils.layout import MULTITASK_STAGES, RunDir
 
-from .conftest import run_entry, run_train
+from .conftest import run_entry, run_manifest, run_train
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +136,44 @@ def test_search_and_evaluate_use_it_with_no_special_case(multitask_run: Path, mu
     assert novelty["seen"]["n_queries"] + novelty["unseen"]["n_queries"] == report["n_queries"]
     assert "intervals" in novelty["unseen"]["strategies"]["global"]
     assert report["unseen_mode"] == "photos" and 0.0 <= novelty["unseen"]["gate"]["top1"] <= 1.0
+
+
+def test_the_novelty_temperature_softens_the_gate_on_photos_that_look_new(
+    multitask_run: Path, multitask_bundle: Path
+) -> None:
+    """Every reader of the probabilities gets the tempered ones (the runtime is wrapped), the category order
+    never changes, a photo far from the training photos is softened and a near one is not, and a bundle
+    tempers as the run does."""
+    options = NoveltyOptions(
+        weight=0.0, depth=100, neighbours=3, quantiles=(0.1, 0.5), photos_per_product=50, validation_photos=1000,
+        seed=0, temperature_slope=2.0,
+    )  # fmt: skip
+    plain, tempered = Cascade.from_run(multitask_run), Cascade.from_run(multitask_run, novelty=options)
+    assert isinstance(tempered.runtime, NoveltyTemperedRuntime) and tempered.novelty is None  # no bonus
+    info = tempered.info()["novelty"]
+    assert info["temperature_slope"] == 2.0 and info["weight"] == 0.0
+    labels = LabelMaps.load(multitask_run / "labels.json")
+    manifest = run_manifest(multitask_run)
+    test = manifest[(manifest["domain"] == "query") & (manifest["split"] == "test")]
+    io = BatchIO(16, 0, 40_000_000, True)
+    raw = plain.infer_frame(test, labels, io, classify=True, what="test photos")
+    got = tempered.infer_frame(test, labels, io, classify=True, what="test photos, tempered")
+    np.testing.assert_array_equal(got.embeddings, raw.embeddings)
+    np.testing.assert_array_equal(got.probs.argmax(axis=1), raw.probs.argmax(axis=1))
+    ramp = tempered.runtime.temperature.reference.ramp(raw.embeddings)
+    assert (ramp == 0).any() and (ramp > 0).any(), "the test photos should spread over the ramp"
+    near, far = ramp == 0, ramp > 0
+    np.testing.assert_allclose(got.probs[near], raw.probs[near], atol=1e-5)  # as near as a typical seen photo
+    assert (got.probs[far].max(axis=1) < raw.probs[far].max(axis=1) + 1e-6).all()
+    assert got.probs[far].max(axis=1).mean() < raw.probs[far].max(axis=1).mean()
+    np.testing.assert_allclose(got.probs.sum(axis=1), 1.0, atol=1e-5)
+    # a bundle tempers with its shipped reference (export's conf/novelty: k=5), at the opener's slope
+    bundle = Cascade.from_bundle(multitask_bundle, runtime="onnx", novelty=options)
+    assert isinstance(bundle.runtime, NoveltyTemperedRuntime) and bundle.runtime.temperature.slope == 2.0
+    assert bundle.runtime.temperature.reference.photos.k == 5
+    exported = bundle.infer_frame(test, labels, io, classify=True, what="test photos, bundle")
+    untempered = Cascade.from_bundle(multitask_bundle, runtime="onnx").infer_frame(
+        test, labels, io, classify=True, what="test photos, plain bundle"
+    )
+    want = bundle.runtime.temperature.apply(untempered.probs, untempered.embeddings)
+    np.testing.assert_allclose(exported.probs, want, atol=1e-5)

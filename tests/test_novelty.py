@@ -1,7 +1,8 @@
 """The novelty bonus: the ramp set on the validation photos' quantiles, a far photo that lifts an untrained
 product over the trained one it lands nearer (and a near one that does not), the reference's file, the same
 ranking through the Cascade as a direct computation (a product added live counts as untrained), and a bundle
-that ships its reference."""
+that ships its reference. The novelty temperature: the calibrated logits divided by 1 + slope x ramp, on
+one-trunk runtimes only (the multi-task network's end to end: tests/test_multitask.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 
 from snapsearch.retrieval import GlobalSearch, PartitionedIndex, rank
 from snapsearch.retrieval.hubness import DENSITY, HubCorrection
-from snapsearch.retrieval.novelty import NoveltyBonus, NoveltyError, NoveltyReference
+from snapsearch.retrieval.novelty import NoveltyBonus, NoveltyError, NoveltyReference, NoveltyTemperature
+from snapsearch.runtime.tempered import NoveltyTemperedRuntime
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.live import LiveCatalog
 from snapsearch.search.novelty import NoveltyOptions
@@ -174,3 +176,31 @@ def test_a_bundle_ships_its_reference_and_reads_it_only_for_the_bonus(smoke_bund
     assert plain.novelty is None and plain.info()["novelty"] is None
     off = Cascade.from_bundle(smoke_bundle, novelty=replace(OPTIONS, weight=0.0))  # the default: not applied
     assert off.novelty is None and off.info()["novelty"] is None
+
+
+def test_the_temperature_divides_the_calibrated_logits_by_one_plus_slope_times_ramp() -> None:
+    rng = np.random.default_rng(2)
+    photos = _unit(rng.normal(size=(60, 8)))
+    validation = _unit(photos[:30] + 0.3 * rng.normal(size=(30, 8)))
+    ref = NoveltyReference.calibrate(photos, ["a"] * 30 + ["b"] * 30, validation, k=4, quantiles=(0.1, 0.5))
+    queries = np.concatenate([photos[:3], _unit(rng.normal(size=(3, 8)))])  # training photos, then random ones
+    logits = rng.normal(scale=3.0, size=(6, 5))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    ramp = ref.ramp(queries)
+    assert (ramp[:3] == 0).all() and (ramp[3:] > 0).all()
+    got = NoveltyTemperature(ref, 1.5).apply(probs.astype(np.float32), queries)
+    scaled = logits / (1.0 + 1.5 * ramp)[:, None]
+    np.testing.assert_allclose(got, np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_array_equal(got.argmax(axis=1), probs.argmax(axis=1))
+    assert got.dtype == np.float32
+    with pytest.raises(NoveltyError, match="must be > 0"):
+        NoveltyTemperature(ref, 0.0)
+    with pytest.raises(NoveltyError, match="probability rows"):
+        NoveltyTemperature(ref, 1.0).apply(probs, queries[:2])
+
+
+def test_the_temperature_needs_a_one_trunk_runtime(smoke_run: Path) -> None:
+    with pytest.raises(NoveltyError, match="one-trunk runtime"):
+        Cascade.from_run(smoke_run, novelty=replace(OPTIONS, weight=0.0, temperature_slope=1.0))
+    shared = Cascade.from_run(smoke_run, embedder="shared", novelty=replace(OPTIONS, weight=0.0, temperature_slope=1.0))
+    assert isinstance(shared.runtime, NoveltyTemperedRuntime) and shared.novelty is None

@@ -133,7 +133,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "index": OmegaConf.to_container(cfg.index),
         "hubness": hubness_info(cascade.hubness, cascade.hub_reference),
         "prototype_shift": None if cascade.prototype_shift is None else cascade.prototype_shift.info(),
-        "novelty": novelty_info(cascade.novelty),
+        "novelty": novelty_info(cascade.novelty, cascade.runtime),
         "baseline": cfg.cascade.baseline,
         "improvement_metrics": list(cfg.improvement_metrics),
         "bootstrap": describe_bootstrap(cfg.bootstrap.unit, cfg.bootstrap.resamples, q_prod),

@@ -389,13 +389,16 @@ def _shift_note(results: dict[str, Any]) -> str:
 
 
 def _novelty_note(results: dict[str, Any]) -> str:
-    """Whether photos far from the training photos lifted untrained products (reports before it say nothing)."""
+    """Whether photos far from the training photos lifted untrained products or softened the gate (reports
+    before it say nothing)."""
     novelty = results.get("novelty")
     if novelty is None:
         return " No novelty bonus." if "novelty" in results else ""
     lo, hi = novelty["ramp"]
+    bonus = f"untrained products' items + {novelty['weight']:g} x ramp" if novelty["weight"] else "no bonus"
+    slope = novelty.get("temperature_slope", 0.0)
+    gate = f", the gate's temperature x (1 + {slope:g} x ramp)" if slope else ""
     return (
-        f" Novelty bonus: untrained products' items + {novelty['weight']:g} x ramp, the ramp from 0 at a mean "
-        f"cosine of {hi:.3f} to the {novelty['neighbours']} nearest of {novelty['training_photos']} training "
-        f"photos to 1 at {lo:.3f}."
+        f" Novelty: {bonus}{gate}, the ramp from 0 at a mean cosine of {hi:.3f} to the {novelty['neighbours']} "
+        f"nearest of {novelty['training_photos']} training photos to 1 at {lo:.3f}."
     )

@@ -13,6 +13,10 @@ The ranking adds
 ``lo`` and ``hi`` being quantiles of the novelty of validation photos of trained products: a photo as near the
 training photos as a typical seen one gets nothing, one as far as the farthest tenth gets the whole bonus.
 Like the hubness correction it re-scores the candidates the store returns, fetched at least ``depth`` deep.
+
+The same ramp also tempers the gate (:class:`NoveltyTemperature`): the category probabilities of a photo that
+looks new are softened, because the gate's temperature was fitted on photos of trained products and it is
+overconfident on the others (BENCHMARKS §21: ECE 0.03 on seen products' photos, 0.18-0.27 on photo-less ones').
 """
 
 from __future__ import annotations
@@ -151,3 +155,29 @@ class NoveltyBonus:
         if bonus == 0.0:
             return hits
         return rescored(hits, lambda ids: bonus * self.untrained(item_product[ids]))
+
+
+@dataclass(frozen=True)
+class NoveltyTemperature:
+    """The gate's temperature raised with the photo's novelty: ``p' = softmax(log p / (1 + slope * ramp(q)))``,
+    i.e. the calibrated logits divided by ``1 + slope * ramp``: a photo as near the training photos as a
+    typical seen one keeps its probabilities, one as far as the farthest tenth has them softened most. The
+    ranking of categories never changes (top-1 is the same), only the confidence the strategies read."""
+
+    reference: NoveltyReference
+    slope: float
+
+    def __post_init__(self) -> None:
+        if not self.slope > 0:
+            raise NoveltyError(f"novelty temperature slope {self.slope} must be > 0 (0 is off: build none)")
+
+    def apply(self, probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        """``probs`` (N x C, calibrated) of the photos whose embeddings are ``embeddings`` (N x D), tempered."""
+        if len(probs) != len(embeddings):
+            raise NoveltyError(f"{len(probs)} probability rows for {len(embeddings)} embeddings")
+        if len(probs) == 0:
+            return probs
+        scale = 1.0 + self.slope * self.reference.ramp(embeddings).astype(np.float64)
+        z = np.log(np.clip(probs.astype(np.float64), 1e-30, 1.0)) / scale[:, None]
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(probs.dtype)

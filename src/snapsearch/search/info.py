@@ -40,5 +40,5 @@ def describe(cascade: Cascade) -> dict[str, Any]:
         "text": None if text is None else {"encoder": text.encoder.name, "weight": text.weight},
         "hubness": hubness_info(cascade.hubness, cascade.hub_reference),
         "prototype_shift": None if cascade.prototype_shift is None else cascade.prototype_shift.info(),
-        "novelty": novelty_info(cascade.novelty),
+        "novelty": novelty_info(cascade.novelty, cascade.runtime),
     }

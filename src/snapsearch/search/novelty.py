@@ -1,5 +1,6 @@
-"""The novelty bonus as a cascade option (``conf/novelty/``): the reference a source measures a query's
-novelty against, and the bonus a ranking applies (:mod:`snapsearch.retrieval.novelty`)."""
+"""The novelty bonus and the novelty temperature as cascade options (``conf/novelty/``): the reference a source
+measures a query's novelty against, the bonus a ranking applies and the tempering of the gate's probabilities
+(:mod:`snapsearch.retrieval.novelty`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from snapsearch.retrieval.novelty import NoveltyBonus, NoveltyError, NoveltyReference
+from snapsearch.retrieval.novelty import NoveltyBonus, NoveltyError, NoveltyReference, NoveltyTemperature
+from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.runtime.tempered import NoveltyTemperedRuntime
 from snapsearch.search.photo_embeddings import PhotoEmbeddings
 
 log = logging.getLogger(__name__)
@@ -18,7 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class NoveltyOptions:
-    """``conf/novelty``: ``weight`` (0 = off), ``depth`` (items fetched and re-scored at least), and for a
+    """``conf/novelty``: ``weight`` (0 = off), ``depth`` (items fetched and re-scored at least),
+    ``temperature_slope`` (the gate's temperature x (1 + slope x ramp); 0 = off), and for a
     reference built here (a run directory, or export.py): ``neighbours`` (k of the novelty score),
     ``quantiles`` (lo, hi of the trained products' validation photos' novelty: where the bonus is whole, where
     it starts), ``photos_per_product`` (training photos, a seeded sample), ``validation_photos`` (at most)."""
@@ -30,6 +34,7 @@ class NoveltyOptions:
     photos_per_product: int
     validation_photos: int
     seed: int
+    temperature_slope: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> NoveltyOptions | None:
@@ -45,12 +50,14 @@ class NoveltyOptions:
             int(cfg["photos_per_product"]),
             int(cfg["validation_photos"]),
             int(cfg["seed"]),
+            float(cfg.get("temperature_slope", 0.0)),
         )
 
     @property
     def applied(self) -> bool:
-        """Whether searches get the bonus (weight 0: export.py still ships the reference, for later)."""
-        return self.weight > 0
+        """Whether searches read the reference: the bonus or the temperature is on (both 0: export.py still
+        ships the reference, for later)."""
+        return self.weight > 0 or self.temperature_slope > 0
 
     def reference(
         self, photos: PhotoEmbeddings, manifest: pd.DataFrame, validation: pd.DataFrame | None
@@ -84,19 +91,28 @@ class NoveltyOptions:
 
     def bonus(self, reference: NoveltyReference | None, product_ids: Sequence[str]) -> NoveltyBonus | None:
         """The bonus a cascade applies over a product table holding ``product_ids`` (None: off)."""
-        if reference is None or not self.applied:
+        if reference is None or self.weight <= 0:
             return None
         return NoveltyBonus.for_products(reference, self.weight, self.depth, product_ids)
 
+    def tempered(self, runtime: CascadeRuntime, reference: NoveltyReference | None) -> CascadeRuntime:
+        """``runtime`` with its probabilities tempered by the photo's novelty (unchanged when the temperature
+        is off or there is no reference: logged where the reference was not built)."""
+        if reference is None or self.temperature_slope <= 0:
+            return runtime
+        return NoveltyTemperedRuntime(runtime, NoveltyTemperature(reference, self.temperature_slope))
 
-def novelty_info(bonus: NoveltyBonus | None) -> dict[str, Any] | None:
-    """What a cascade's novelty bonus is, JSON-ready (``GET /info``, evaluation reports)."""
-    if bonus is None:
+
+def novelty_info(bonus: NoveltyBonus | None, runtime: CascadeRuntime) -> dict[str, Any] | None:
+    """What a cascade's novelty bonus and gate temperature are, JSON-ready (``GET /info``, evaluation reports)."""
+    tempered = runtime.temperature if isinstance(runtime, NoveltyTemperedRuntime) else None
+    if bonus is None and tempered is None:
         return None
-    ref = bonus.reference
+    ref = bonus.reference if bonus is not None else tempered.reference  # type: ignore[union-attr]
     return {
-        "weight": bonus.weight,
-        "depth": bonus.depth,
+        "weight": bonus.weight if bonus is not None else 0.0,
+        "depth": bonus.depth if bonus is not None else None,
+        "temperature_slope": tempered.slope if tempered is not None else 0.0,
         "neighbours": ref.photos.k,
         "ramp": [ref.lo, ref.hi],
         "training_photos": len(ref.photos.photos),

@@ -34,6 +34,13 @@ class PhotoEmbeddings:
         self._done[(ids, classify)] = out
         return out
 
+    def for_runtime(self, runtime: CascadeRuntime) -> PhotoEmbeddings:
+        """The same photos through ``runtime``, whose embeddings are this runtime's (the novelty-tempered one):
+        the embeddings taken so far are kept, the probabilities are not."""
+        other = PhotoEmbeddings(runtime, self.labels, self.io)
+        other._done = {key: out for key, out in self._done.items() if not key[1]}
+        return other
+
     def trained(self, manifest: pd.DataFrame, per_product: int, seed: int) -> tuple[np.ndarray, list[str]]:
         """(embeddings, product ids) of at most ``per_product`` training photos of each product the run trained
         photos of (a seeded sample; never a held-out product's or the selection fold's); empty without any."""

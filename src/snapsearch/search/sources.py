@@ -206,8 +206,9 @@ def open_run(
         hubness: the hubness correction, its reference embedded from the run's validation photos (None: off).
         prototype_shift: move the catalog's vectors by offsets measured on the run's training photos (None:
             off). A loaded ``index_path`` keeps its vectors as they were indexed; products added live move.
-        novelty: the novelty bonus, its reference embedded from the run's training photos and its ramp set
-            on the validation photos of trained products (None or weight 0: off, nothing measured).
+        novelty: the novelty bonus and the gate's novelty temperature, their reference embedded from the run's
+            training photos and its ramp set on the validation photos of trained products (None or weight and
+            slope 0: off, nothing measured).
         cascade_options: passed on to the Cascade (``rejection``, ``overfetch``, ``k_max``, ``type_routes``...).
     """
     run = RunDir(Path(run_dir))
@@ -221,12 +222,13 @@ def open_run(
     pool = catalog_pool(manifest, labels) if pool is None else pool
     photos = calibration_photos(manifest, labels)
     embedded = PhotoEmbeddings(runtime, labels, io)
+    novel = novelty.reference(embedded, manifest, photos) if novelty is not None and novelty.applied else None
+    runtime, embedded = _tempered(runtime, embedded, novelty, novel)
     chosen = calibrate(strategies or default_strategies(), photos, embedded)
     reference = hubness.reference(embedded, photos) if hubness is not None else None
     shift = None
     if prototype_shift is not None:
         shift = prototype_shift.measure(embedded, manifest, catalog_pool(manifest, labels))
-    novel = novelty.reference(embedded, manifest, photos) if novelty is not None and novelty.applied else None
     built, skipped = _index(runtime, index_path, shards, pool, labels, index or IndexSpec(), io, reference, shift)
     products = ProductTable.from_manifest(manifest, labels)
     head = query_type_head(run.query_type, runtime) if query_types else None
@@ -317,17 +319,18 @@ def open_bundle(
         pool = catalog_pool(manifest, labels)
     photos = calibration_photos(manifest, labels) if manifest is not None else None
     embedded = PhotoEmbeddings(models, labels, io)
+    novel = _bundle_novelty(bundle, embedded, novelty, manifest, photos)
+    searching, embedded = _tempered(models, embedded, novelty, novel)
     chosen = calibrate(wanted, photos, embedded)
     reference = _bundle_reference(bundle, embedded, hubness, photos)
     shift = _bundle_shift(bundle, embedded, prototype_shift, manifest)
-    novel = _bundle_novelty(bundle, embedded, novelty, manifest, photos)
     spec = index or IndexSpec()
     built, skipped = _index(models, index_path or shipped, shards, pool, labels, spec, io, reference, shift)
     head = query_type_head(bundle.query_type, models) if query_types else None
     if rejection is None:
         rejection = {n: t for n, t in (record.rejection if record else {}).items() if n in chosen}
     return cls(  # type: ignore[call-arg]
-        models,
+        searching,
         built,
         products,
         chosen,
@@ -373,6 +376,18 @@ def _bundle_shift(
     return options.measure(photos, manifest, catalog_pool(manifest, photos.labels))
 
 
+def _tempered(
+    runtime: CascadeRuntime,
+    embedded: PhotoEmbeddings,
+    options: NoveltyOptions | None,
+    reference: NoveltyReference | None,
+) -> tuple[CascadeRuntime, PhotoEmbeddings]:
+    """The runtime every later step reads (its probabilities tempered by the novelty when that is on, before
+    anything is calibrated on them) and its photo embeddings (those already taken are kept: the same)."""
+    tempered = runtime if options is None else options.tempered(runtime, reference)
+    return (runtime, embedded) if tempered is runtime else (tempered, embedded.for_runtime(tempered))
+
+
 def _bundle_novelty(
     bundle: BundleDir,
     photos: PhotoEmbeddings,
@@ -380,13 +395,13 @@ def _bundle_novelty(
     manifest: pd.DataFrame | None,
     validation: pd.DataFrame | None,
 ) -> NoveltyReference | None:
-    """The bundle's novelty reference when the bonus is asked for; for a bundle exported without one, built
+    """The bundle's novelty reference when the bonus or the temperature is on; for a bundle exported without one, built
     from the training photos when the manifest is read anyway (else none, logged)."""
     if options is None or not options.applied:
         return None
     if bundle.novelty.is_file():
         return NoveltyReference.load(bundle.novelty, photos.runtime.embedder_fingerprint)
     if manifest is None:
-        log.warning("bundle %s has no %s: re-export it for the novelty bonus", bundle.root, NOVELTY)
+        log.warning("bundle %s has no %s: re-export it for the novelty bonus and temperature", bundle.root, NOVELTY)
         return None
     return options.reference(photos, manifest, validation)
