@@ -1,15 +1,25 @@
-"""Can the novelty score calibrate the gate on new products? A probe for issue 20's ECE target.
+"""Can the novelty score calibrate the gate on new products? Issue 20's ECE target, and the value of
+``novelty.temperature_slope`` (conf/novelty/ramp.yaml).
 
 The gate's temperature is fitted on validation photos of trained products, and its ECE on photo-less products'
 photos is 0.2+ (BENCHMARKS §21): it is overconfident exactly where the network saw no photo. The novelty ramp
 (``conf/novelty``: how far a photo lies from every training photo) is high there, and under camera faults. This
-probe softens the calibrated probabilities by the ramp, ``p' ~ p ** (1 / (1 + a x ramp))``, fits ``a`` by the
-negative log-likelihood on the seen products' validation photos (the only photos calibration may use), and
-reports the gate's top-1 and ECE (product-clustered 95% intervals) per product group on every ``--stride``-th
-test photo, clean and under the camera faults of ``conf/evaluate.yaml`` named by ``--faults``, at ``a = 0``
-(today) and at the fitted ``a``::
+probe softens the calibrated probabilities by the ramp, ``p' ~ p ** (1 / (1 + a x ramp))`` (what
+:class:`snapsearch.retrieval.novelty.NoveltyTemperature` does), fits ``a`` by the negative log-likelihood on
+validation photos, and reports the gate's top-1 and ECE (product-clustered 95% intervals) per product group on
+every ``--stride``-th test photo, clean and under the camera faults of ``conf/evaluate.yaml`` named by
+``--faults``, at ``a = 0`` and at the fitted ``a``.
+
+``--fit-on seen`` fits ``a`` on the seen products' validation photos only (all a run without a fold has: they
+hardly tell, BENCHMARKS §21). ``--fit-on fold`` needs a run trained with a selection fold
+(``data.unseen_products.selection_fold``: seen products whose training photos were withheld): the temperature is
+first refitted on the seen products' photos alone (what a run without the fold fits), then ``a`` on the fold's
+photos and the seen ones', weighted ``--fold-share`` : 1 - share (default: the run's share of photo-less
+products, the catalog mix the recipe is measured on). Never a photo-less product's photo::
 
     python bench/novelty_temperature.py --run runs/np_s2 --out bench/results/novelty_temperature_s2.json
+    python bench/novelty_temperature.py --run runs/np_low_fold_s2 --fit-on fold --faults noise_1 dark_1 \
+        --out bench/results/novelty_temperature_fold_s2.json
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from heldout import HeldOutSplit, open_cascade, save_result
 from hydra.utils import instantiate
 from novelty_routing import NOVELTY, ROOT
 from omegaconf import OmegaConf
+from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 from sklearn.metrics import log_loss
 
@@ -37,9 +48,22 @@ from snapsearch.search.catalog_index import label_indices
 FAULTS = OmegaConf.load(ROOT / "conf" / "evaluate.yaml").camera_faults.corruptions
 
 
-def softened(probs: np.ndarray, ramp: np.ndarray, a: float) -> np.ndarray:
-    """The probabilities at a temperature raised by ``a x ramp`` per photo (``a = 0``: unchanged)."""
-    return softmax(np.log(np.clip(probs, 1e-12, 1.0)) / (1.0 + a * ramp)[:, None], axis=1)
+def softened(probs: np.ndarray, ramp: np.ndarray, a: float, scale: float = 1.0) -> np.ndarray:
+    """The probabilities at a temperature raised by ``a x ramp`` per photo (``a = 0``: unchanged), after the
+    calibrated logits are multiplied by ``scale`` (a refitted base temperature; 1: the run's)."""
+    return softmax(scale * np.log(np.clip(probs, 1e-12, 1.0)) / (1.0 + a * ramp)[:, None], axis=1)
+
+
+def refit_scale(probs: np.ndarray, truth: np.ndarray) -> float:
+    """The factor on the calibrated logits that minimises the NLL of ``probs`` (a temperature refitted on them)."""
+    labels = np.arange(probs.shape[1])
+    logp = np.log(np.clip(probs, 1e-12, 1.0))
+    res = minimize_scalar(
+        lambda u: log_loss(truth, softmax(np.exp(u) * logp, axis=1), labels=labels),
+        bounds=(-3.0, 3.0),
+        method="bounded",
+    )
+    return float(np.exp(res.x))
 
 
 def gate_rows(probs: np.ndarray, truth: np.ndarray, products: np.ndarray, resamples: int, seed: int) -> dict:
@@ -58,6 +82,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fit-on", choices=["seen", "fold"], default="seen", help="the validation photos a is fitted on")
+    ap.add_argument(
+        "--fold-share", type=float, default=None, help="the fold photos' weight (default: photo-less share)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "novelty_temperature.json")
     args = ap.parse_args()
     started = time.perf_counter()
@@ -82,13 +110,43 @@ def main() -> None:
         int(NOVELTY.neighbours),
         tuple(NOVELTY.quantiles),
     )
-    val_truth = label_indices(val_rows, labels)[0][seen_val]
-    val_ramp, val_probs = reference.ramp(val.embeddings[seen_val]), val.probs[seen_val]
+    val_truth = label_indices(val_rows, labels)[0]
+    val_ramp = reference.ramp(val.embeddings)
+    scale, weight = 1.0, seen_val.astype(np.float64)
+    if args.fit_on == "fold":
+        if not split.fold or seen_val.all():
+            raise SystemExit(f"--fit-on fold: {args.run} has no selection fold with validation photos")
+        scale = refit_scale(val.probs[seen_val], val_truth[seen_val])  # the temperature without the fold
+        share = len(split.held) / len(split.catalog) if args.fold_share is None else args.fold_share
+        weight = np.where(seen_val, (1 - share) / seen_val.sum(), share / (~seen_val).sum())
+        print(f"temperature refitted on the seen products' photos: logits x {scale:.3f}; fold share {share:.3f}")
     grid = np.round(np.arange(args.grid[0], args.grid[1] + 1e-9, args.grid[2]), 6)
-    labels_all = np.arange(val_probs.shape[1])
-    curve = {float(a): log_loss(val_truth, softened(val_probs, val_ramp, a), labels=labels_all) for a in grid}
+    labels_all = np.arange(val.probs.shape[1])
+    fit = weight > 0
+
+    def nll(a: float) -> float:
+        p = softened(val.probs[fit], val_ramp[fit], a, scale)
+        return float(log_loss(val_truth[fit], p, sample_weight=weight[fit], labels=labels_all))
+
+    curve = {float(a): nll(a) for a in grid}
     chosen = min(curve, key=curve.get)
-    print(f"a chosen on the seen products' validation photos: {chosen} (NLL {curve[chosen]:.4f}, a=0 {curve[0.0]:.4f})")
+    print(f"a chosen on validation ({args.fit_on}): {chosen} (NLL {curve[chosen]:.4f}, a=0 {curve[0.0]:.4f})")
+    val_groups = {"seen": seen_val, "fold": ~seen_val}
+    validation = {
+        g: {
+            "photos": int(m.sum()),
+            "mean_ramp": float(val_ramp[m].mean()),
+            **{
+                f"a={a}": gate_rows(
+                    softened(val.probs[m], val_ramp[m], a, scale), val_truth[m], val_rows["product_id"].to_numpy()[m],
+                    args.resamples, args.seed,
+                )
+                for a in (0.0, chosen)
+            },
+        }
+        for g, m in val_groups.items()
+        if m.any()
+    }  # fmt: skip
     test = split.test.iloc[:: args.stride]
     groups = {name: mask[:: args.stride] for name, mask in split.test_groups().items()}
     conditions = {}
@@ -106,19 +164,24 @@ def main() -> None:
             row[group] = {
                 "photos": int(m.sum()),
                 "mean_ramp": float(ramp[m].mean()),
-                "a=0": gate_rows(out.probs[m], truth[m], products[m], args.resamples, args.seed),
-                f"a={chosen}": gate_rows(
-                    softened(out.probs[m], ramp[m], chosen), truth[m], products[m], args.resamples, args.seed
-                ),
+                **{
+                    f"a={a}": gate_rows(
+                        softened(out.probs[m], ramp[m], a, scale), truth[m], products[m], args.resamples, args.seed
+                    )
+                    for a in (0.0, chosen)
+                },
             }
         conditions[name] = row
-        print(name, {g: (round(r["a=0"]["ece"], 3), round(r[f"a={chosen}"]["ece"], 3)) for g, r in row.items()})
+        print(name, {g: (round(r["a=0.0"]["ece"], 3), round(r[f"a={chosen}"]["ece"], 3)) for g, r in row.items()})
     result = {
         "run": str(args.run),
         "stride": args.stride,
         "ramp": {"neighbours": int(NOVELTY.neighbours), "quantiles": list(NOVELTY.quantiles)},
+        "fit_on": args.fit_on,
+        "logit_scale": scale,
         "validation_nll_by_a": curve,
         "chosen_a": chosen,
+        "validation": validation,
         "conditions": conditions,
     }
     save_result(args.out, result, resamples=args.resamples, seed=args.seed, started=started)
