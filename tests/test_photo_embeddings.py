@@ -3,6 +3,8 @@ also serves the references that only need embeddings of the same photos."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,3 +51,25 @@ def test_an_embedding_pass_does_not_answer_a_classification(calls: list) -> None
     assert classified.probs is not None
     memo.embed(_frame(["a"]), "a subset is other rows")
     assert calls == [(("a", "b"), False), (("a", "b"), True), (("a",), False)]
+
+
+def test_the_tempered_copy_keeps_every_pass_and_tempers_its_probabilities(calls: list) -> None:
+    """The novelty temperature wraps the runtime after the validation photos were classified: the copy serves
+    them again without a pass, with the probabilities the tempered runtime would have given."""
+
+    class Halve:  # stands in for NoveltyTemperature: a deterministic change of the probabilities
+        def apply(self, probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+            return probs * 0.5 + embeddings[:, :2]
+
+    memo = PhotoEmbeddings(runtime=None, labels=None, io=None)  # type: ignore[arg-type]
+    val = _frame(["a", "b"])
+    classified = memo.embed(val, "validation photos", classify=True)
+    plain = memo.embed(_frame(["c"]), "training photos")
+    wrapped = SimpleNamespace(temperature=Halve())
+    tempered = memo.tempered(wrapped)  # type: ignore[arg-type]
+    assert tempered.runtime is wrapped
+    again = tempered.embed(val, "calibration photos", classify=True)
+    np.testing.assert_array_equal(again.embeddings, classified.embeddings)
+    np.testing.assert_allclose(again.probs, classified.probs * 0.5 + classified.embeddings[:, :2])
+    assert tempered.embed(_frame(["c"]), "training photos") is plain  # embeddings only: nothing to temper
+    assert calls == [(("a", "b"), True), (("c",), False)]  # no second pass

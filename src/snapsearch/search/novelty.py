@@ -74,7 +74,7 @@ class NoveltyOptions:
         if validation is None or validation.empty:
             log.warning("no validation photos to set the novelty ramp on: the novelty bonus is off")
             return None
-        out = photos.embed(validation, "validation photos")
+        out = photos.embed(validation, "validation photos", classify=True)  # calibration reads the same pass
         seen = validation.loc[out.rows, "product_id"].isin(products).to_numpy()
         try:
             return NoveltyReference.calibrate(

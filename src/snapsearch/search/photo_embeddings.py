@@ -4,6 +4,8 @@ the hubness reference and the novelty ramp all read the validation photos."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -11,6 +13,7 @@ from snapsearch.data.dataset import LabelMaps
 from snapsearch.data.protocols import trained_photos
 from snapsearch.runtime.batch import BatchIO, Outputs, run_inference
 from snapsearch.runtime.models import CascadeRuntime
+from snapsearch.runtime.tempered import NoveltyTemperedRuntime
 
 
 class PhotoEmbeddings:
@@ -34,11 +37,14 @@ class PhotoEmbeddings:
         self._done[(ids, classify)] = out
         return out
 
-    def for_runtime(self, runtime: CascadeRuntime) -> PhotoEmbeddings:
-        """The same photos through ``runtime``, whose embeddings are this runtime's (the novelty-tempered one):
-        the embeddings taken so far are kept, the probabilities are not."""
+    def tempered(self, runtime: NoveltyTemperedRuntime) -> PhotoEmbeddings:
+        """The same photos through ``runtime``, this one's runtime with its probabilities tempered by novelty:
+        the outputs taken so far are kept (the same embeddings), their probabilities tempered as it would."""
         other = PhotoEmbeddings(runtime, self.labels, self.io)
-        other._done = {key: out for key, out in self._done.items() if not key[1]}
+        other._done = {
+            key: out if out.probs is None else replace(out, probs=runtime.temperature.apply(out.probs, out.embeddings))
+            for key, out in self._done.items()
+        }
         return other
 
     def trained(self, manifest: pd.DataFrame, per_product: int, seed: int) -> tuple[np.ndarray, list[str]]:

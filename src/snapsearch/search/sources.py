@@ -27,6 +27,7 @@ from snapsearch.runtime.batch import BatchIO
 from snapsearch.runtime.bundle import BundleError, read_bundle
 from snapsearch.runtime.factory import run_runtime
 from snapsearch.runtime.models import BundleRuntime, CascadeRuntime
+from snapsearch.runtime.tempered import NoveltyTemperedRuntime
 from snapsearch.search.calibration import ServingRecord, resolve_default, unfitted
 from snapsearch.search.catalog_index import IndexSpec, embed_pool, label_indices, shards_index
 from snapsearch.search.hubness import HubnessOptions, correction_for
@@ -383,9 +384,11 @@ def _tempered(
     reference: NoveltyReference | None,
 ) -> tuple[CascadeRuntime, PhotoEmbeddings]:
     """The runtime every later step reads (its probabilities tempered by the novelty when that is on, before
-    anything is calibrated on them) and its photo embeddings (those already taken are kept: the same)."""
+    anything is calibrated on them) and its photo embeddings (those already taken kept, tempered alike)."""
     tempered = runtime if options is None else options.tempered(runtime, reference)
-    return (runtime, embedded) if tempered is runtime else (tempered, embedded.for_runtime(tempered))
+    if not isinstance(tempered, NoveltyTemperedRuntime):
+        return runtime, embedded
+    return tempered, embedded.tempered(tempered)
 
 
 def _bundle_novelty(
