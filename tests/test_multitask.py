@@ -124,8 +124,13 @@ def test_search_and_evaluate_use_it_with_no_special_case(multitask_run: Path, mu
     result = cascade.search(photo, k=3, strategy="top1")
     assert result.products and result.timings_ms["classify"] == 0.0  # both heads ran in the embed pass
     quick = ("latency.n_queries=5", "latency.warmup=1", "bootstrap.resamples=50", "rejection.enabled=false")
-    run_entry("evaluate.py", multitask_run.parent, f"bundle={multitask_bundle}", "runtime=onnx", *quick)
-    report = json.loads(next(multitask_bundle.parent.glob("bundle-evaluations/*/report.json")).read_text())
+    # the gate tempered by novelty (a one-trunk network's option): reported, and read by every strategy
+    tempered = "novelty.temperature_slope=1.0"
+    run_entry("evaluate.py", multitask_run.parent, f"bundle={multitask_bundle}", "runtime=onnx", tempered, *quick)
+    out = next(multitask_bundle.parent.glob("bundle-evaluations/*/"))
+    report = json.loads((out / "report.json").read_text())
+    assert report["novelty"]["temperature_slope"] == 1.0 and report["novelty"]["weight"] == 0.0
+    assert "Novelty: no bonus, the gate's temperature x (1 + 1 x ramp)" in (out / "report.md").read_text()
     assert report["strategies"]["oracle"]["routed_right"] == 1.0
     assert 0.0 <= report["strategies"]["top1"]["metrics"]["R@1"] <= 1.0
     assert report["selection"]["multitask"].startswith("the epoch with the best val/joint (max)")

@@ -119,7 +119,7 @@ def test_validation_photos_of_trained_products_only_set_the_ramp(caplog: pytest.
         def trained(self, manifest: object, per_product: int, seed: int) -> tuple[np.ndarray, list[str]]:
             return train, ["a"] * 10 + ["b"] * 10
 
-        def embed(self, frame: pd.DataFrame, what: str) -> SimpleNamespace:
+        def embed(self, frame: pd.DataFrame, what: str, *, classify: bool = False) -> SimpleNamespace:
             return SimpleNamespace(rows=frame.index.to_numpy(), embeddings=val[frame.index.to_numpy()])
 
     products = ["a", "b", "x", "x"] * 3
