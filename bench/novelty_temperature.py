@@ -18,7 +18,7 @@ photos and the seen ones', weighted ``--fold-share`` : 1 - share (default: the r
 products, the catalog mix the recipe is measured on). Never a photo-less product's photo::
 
     python bench/novelty_temperature.py --run runs/np_s2 --out bench/results/novelty_temperature_s2.json
-    python bench/novelty_temperature.py --run runs/np_low_fold_s2 --fit-on fold --faults noise_1 dark_1 \
+    python bench/novelty_temperature.py --run runs/np_cam_fold_s2 --fit-on fold --faults noise_1 dark_1 --stride 4 \
         --out bench/results/novelty_temperature_fold_s2.json
 """
 
