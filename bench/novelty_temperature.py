@@ -35,13 +35,12 @@ from hydra.utils import instantiate
 from novelty_routing import NOVELTY, ROOT
 from omegaconf import OmegaConf
 from scipy.optimize import minimize_scalar
-from scipy.special import softmax
 from sklearn.metrics import log_loss
 
 from snapsearch.data.dataset import LabelMaps
 from snapsearch.evaluation.camera_faults import ece_interval
 from snapsearch.models.classifier_metrics import classifier_metrics
-from snapsearch.retrieval.novelty import NoveltyReference
+from snapsearch.retrieval.novelty import NoveltyReference, at_temperature
 from snapsearch.runtime.batch import BatchIO, Outputs
 from snapsearch.search.catalog_index import label_indices
 
@@ -51,15 +50,14 @@ FAULTS = OmegaConf.load(ROOT / "conf" / "evaluate.yaml").camera_faults.corruptio
 def softened(probs: np.ndarray, ramp: np.ndarray, a: float, scale: float = 1.0) -> np.ndarray:
     """The probabilities at a temperature raised by ``a x ramp`` per photo (``a = 0``: unchanged), after the
     calibrated logits are multiplied by ``scale`` (a refitted base temperature; 1: the run's)."""
-    return softmax(scale * np.log(np.clip(probs, 1e-12, 1.0)) / (1.0 + a * ramp)[:, None], axis=1)
+    return at_temperature(probs, (1.0 + a * ramp) / scale)
 
 
 def refit_scale(probs: np.ndarray, truth: np.ndarray) -> float:
     """The factor on the calibrated logits that minimises the NLL of ``probs`` (a temperature refitted on them)."""
     labels = np.arange(probs.shape[1])
-    logp = np.log(np.clip(probs, 1e-12, 1.0))
     res = minimize_scalar(
-        lambda u: log_loss(truth, softmax(np.exp(u) * logp, axis=1), labels=labels),
+        lambda u: log_loss(truth, at_temperature(probs, np.exp(-u)), labels=labels),
         bounds=(-3.0, 3.0),
         method="bounded",
     )

@@ -177,7 +177,13 @@ class NoveltyTemperature:
             raise NoveltyError(f"{len(probs)} probability rows for {len(embeddings)} embeddings")
         if len(probs) == 0:
             return probs
-        scale = 1.0 + self.slope * self.reference.ramp(embeddings).astype(np.float64)
-        z = np.log(np.clip(probs.astype(np.float64), 1e-30, 1.0)) / scale[:, None]
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return (e / e.sum(axis=1, keepdims=True)).astype(probs.dtype)
+        return at_temperature(probs, 1.0 + self.slope * self.reference.ramp(embeddings).astype(np.float64))
+
+
+def at_temperature(probs: np.ndarray, temperature: np.ndarray | float) -> np.ndarray:
+    """``probs`` (N x C) with their logits divided by ``temperature`` (a scalar or one per row): the softmax of
+    ``log p / t``, in the input's dtype."""
+    t = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (len(probs),))
+    z = np.log(np.clip(probs.astype(np.float64), 1e-30, 1.0)) / t[:, None]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(probs.dtype)
