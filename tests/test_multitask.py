@@ -4,6 +4,9 @@ export / search use it through the run directory with no special case."""
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +185,33 @@ def test_the_novelty_temperature_softens_the_gate_on_photos_that_look_new(
     )
     want = bundle.runtime.temperature.apply(untempered.probs, untempered.embeddings)
     np.testing.assert_allclose(exported.probs, want, atol=1e-5)
+
+
+def test_a_bundle_is_served_at_the_temperature_slope_it_was_calibrated_at(
+    multitask_bundle: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """export.py records the slope its default strategy and conformal thresholds were calibrated at; a bundle
+    opened with the slope unset follows it, a slope set against it (or the novelty group off) is warned about."""
+    meta = read_bundle(multitask_bundle)
+    assert meta["calibration"]["novelty_temperature_slope"] == 0.0  # exported with the slope unset: untempered
+    unset = NoveltyOptions(
+        weight=0.0, depth=100, neighbours=3, quantiles=(0.1, 0.5), photos_per_product=50, validation_photos=1000,
+        seed=0,
+    )  # fmt: skip
+    assert not isinstance(Cascade.from_bundle(multitask_bundle, runtime="onnx", novelty=unset).runtime,
+                          NoveltyTemperedRuntime)  # fmt: skip
+    tempered = tmp_path / "bundle"  # the same bundle as if exported at slope 1.5 (bundle.json is not checksummed)
+    shutil.copytree(multitask_bundle, tempered)
+    meta["calibration"]["novelty_temperature_slope"] = 1.5
+    (tempered / "bundle.json").write_text(json.dumps(meta))
+    follows = Cascade.from_bundle(tempered, runtime="onnx", novelty=unset)
+    assert isinstance(follows.runtime, NoveltyTemperedRuntime) and follows.runtime.temperature.slope == 1.5
+    assert follows.info()["novelty"]["temperature_slope"] == 1.5
+    with caplog.at_level(logging.WARNING, logger="snapsearch"):
+        overridden = Cascade.from_bundle(tempered, runtime="onnx", novelty=replace(unset, temperature_slope=0.0))
+    assert not isinstance(overridden.runtime, NoveltyTemperedRuntime)
+    assert "calibrated at 1.5" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="snapsearch"):
+        Cascade.from_bundle(tempered, runtime="onnx", novelty=None)
+    assert "serves it untempered" in caplog.text

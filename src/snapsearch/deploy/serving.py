@@ -24,7 +24,7 @@ from snapsearch.search.calibration import CHOSEN_BY, calibrate_and_score, choose
 from snapsearch.search.cascade import Cascade
 from snapsearch.search.catalog_index import IndexSpec
 from snapsearch.search.hubness import HubnessOptions
-from snapsearch.search.novelty import NoveltyOptions
+from snapsearch.search.novelty import NoveltyOptions, applied_slope
 from snapsearch.search.sources import calibration_photos
 from snapsearch.utils.layout import RunDir
 
@@ -116,6 +116,7 @@ def serving_calibration(
                 "conformal": conformal_record(fitted),
                 "rejection": rejection,
                 "rejection_from": rejection_from,
+                "novelty_temperature_slope": applied_slope(cascade.runtime),
             },
         }
 

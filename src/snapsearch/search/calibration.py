@@ -35,11 +35,13 @@ KS = (1, 5)
 @dataclass(frozen=True)
 class ServingRecord:
     """The calibration a bundle carries (``bundle.json``: ``default_strategy``, ``validation``,
-    ``calibration``)."""
+    ``calibration``), and the novelty temperature slope the gate's probabilities had while it was calibrated
+    (None: exported before the slope was recorded)."""
 
     default_strategy: str | None
     conformal: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> coverage, max_set_size, threshold
     rejection: dict[str, float] = field(default_factory=dict)
+    temperature_slope: float | None = None
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> ServingRecord | None:
@@ -47,10 +49,12 @@ class ServingRecord:
         if "calibration" not in meta:
             return None
         calibration = meta["calibration"]
+        slope = calibration.get("novelty_temperature_slope")
         return cls(
             meta.get("default_strategy"),
             dict(calibration.get("conformal") or {}),
             {str(k): float(v) for k, v in (calibration.get("rejection") or {}).items()},
+            None if slope is None else float(slope),
         )
 
     def strategies(self) -> dict[str, Strategy]:

@@ -5,8 +5,9 @@ measures a query's novelty against, the bonus a ranking applies and the temperin
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class NoveltyOptions:
     """``conf/novelty``: ``weight`` (0 = off), ``depth`` (items fetched and re-scored at least),
-    ``temperature_slope`` (the gate's temperature x (1 + slope x ramp); 0 = off), and for a
+    ``temperature_slope`` (the gate's temperature x (1 + slope x ramp); 0 = off; None = as exported: a bundle's
+    recorded slope, 0 for a run directory), and for a
     reference built here (a run directory, or export.py): ``neighbours`` (k of the novelty score),
     ``quantiles`` (lo, hi of the trained products' validation photos' novelty: where the bonus is whole, where
     it starts), ``photos_per_product`` (training photos, a seeded sample), ``validation_photos`` (at most)."""
@@ -34,7 +36,7 @@ class NoveltyOptions:
     photos_per_product: int
     validation_photos: int
     seed: int
-    temperature_slope: float = 0.0
+    temperature_slope: float | None = None
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> NoveltyOptions | None:
@@ -50,14 +52,35 @@ class NoveltyOptions:
             int(cfg["photos_per_product"]),
             int(cfg["validation_photos"]),
             int(cfg["seed"]),
-            float(cfg.get("temperature_slope", 0.0)),
+            None if cfg.get("temperature_slope") is None else float(cfg["temperature_slope"]),
         )
+
+    @property
+    def slope(self) -> float:
+        """The temperature slope applied (0 when none was set)."""
+        return self.temperature_slope or 0.0
+
+    def as_exported(self, recorded: float | None) -> NoveltyOptions:
+        """These options for a bundle whose export calibrated its default strategy and conformal thresholds at
+        the slope ``recorded`` (None: an export before the slope was recorded). An unset slope takes the
+        recorded one; a set one that differs is kept, with a warning: the calibration no longer fits it."""
+        if self.temperature_slope is None:
+            return replace(self, temperature_slope=recorded or 0.0)
+        if recorded is not None and not math.isclose(self.temperature_slope, recorded):
+            log.warning(
+                "novelty.temperature_slope=%g, but the bundle's default strategy and conformal thresholds were "
+                "calibrated at %g: leave it unset (null) to serve as exported, or re-export at %g",
+                self.temperature_slope,
+                recorded,
+                self.temperature_slope,
+            )
+        return self
 
     @property
     def applied(self) -> bool:
         """Whether searches read the reference: the bonus or the temperature is on (both 0: export.py still
         ships the reference, for later)."""
-        return self.weight > 0 or self.temperature_slope > 0
+        return self.weight > 0 or self.slope > 0
 
     def reference(
         self, photos: PhotoEmbeddings, manifest: pd.DataFrame, validation: pd.DataFrame | None
@@ -98,9 +121,14 @@ class NoveltyOptions:
     def tempered(self, runtime: CascadeRuntime, reference: NoveltyReference | None) -> CascadeRuntime:
         """``runtime`` with its probabilities tempered by the photo's novelty (unchanged when the temperature
         is off or there is no reference: logged where the reference was not built)."""
-        if reference is None or self.temperature_slope <= 0:
+        if reference is None or self.slope <= 0:
             return runtime
-        return NoveltyTemperedRuntime(runtime, NoveltyTemperature(reference, self.temperature_slope))
+        return NoveltyTemperedRuntime(runtime, NoveltyTemperature(reference, self.slope))
+
+
+def applied_slope(runtime: CascadeRuntime) -> float:
+    """The novelty temperature slope ``runtime`` serves at (0: untempered); what a bundle records."""
+    return runtime.temperature.slope if isinstance(runtime, NoveltyTemperedRuntime) else 0.0
 
 
 def novelty_info(bonus: NoveltyBonus | None, runtime: CascadeRuntime) -> dict[str, Any] | None:

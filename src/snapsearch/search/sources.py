@@ -286,7 +286,8 @@ def open_bundle(
     bundle's ``prototype_shift.npz`` whenever it has one (export.py decided it; its shipped index was built
     with it); ``prototype_shift`` only measures one for a bundle exported without. The novelty reference is
     the bundle's ``novelty.npz`` (else built as :func:`open_run` does when the manifest is read anyway),
-    read only when ``novelty`` asks for the bonus. Other arguments as in :func:`open_run`.
+    read only when ``novelty`` asks for the bonus or the temperature; an unset temperature slope is the one the
+    bundle was calibrated at (``bundle.json``). Other arguments as in :func:`open_run`.
     """
     bundle = BundleDir(Path(bundle_dir))
     meta = read_bundle(bundle.root)  # integrity first: nothing below reads an unverified file
@@ -298,6 +299,7 @@ def open_bundle(
     data_cfg = data if data is not None else OmegaConf.load(bundle.source_config).data
     io = _options(data_cfg, batch_size, num_workers)
     record = ServingRecord.from_meta(meta)
+    novelty = _as_exported(novelty, record)
     wanted = dict(strategies) if strategies else default_strategies()
     if not strategies and record is not None:
         wanted |= record.strategies()
@@ -389,6 +391,22 @@ def _tempered(
     if not isinstance(tempered, NoveltyTemperedRuntime):
         return runtime, embedded
     return tempered, embedded.tempered(tempered)
+
+
+def _as_exported(options: NoveltyOptions | None, record: ServingRecord | None) -> NoveltyOptions | None:
+    """The novelty options a bundle opens with: an unset temperature slope is the one its calibration was made
+    at (:meth:`NoveltyOptions.as_exported`); with the group off, a bundle calibrated tempered is served
+    untempered, logged."""
+    recorded = record.temperature_slope if record is not None else None
+    if options is None:
+        if recorded:
+            log.warning(
+                "the bundle was calibrated with the gate's novelty temperature (slope %g) and novelty=none serves "
+                "it untempered: its default strategy and conformal thresholds no longer fit; keep the novelty group",
+                recorded,
+            )
+        return None
+    return options.as_exported(recorded)
 
 
 def _bundle_novelty(
