@@ -36,8 +36,9 @@ from snapsearch.search.photo_embeddings import PhotoEmbeddings
 from snapsearch.search.products import PRODUCTS_FILE, ProductTable
 from snapsearch.search.prototype_shift import PrototypeShiftOptions
 from snapsearch.search.query_type import QueryTypeHead
+from snapsearch.search.shipped import bundle_hubness, bundle_novelty, bundle_shift, novelty_as_exported
 from snapsearch.search.text import TextOptions
-from snapsearch.utils.layout import HUBNESS, NOVELTY, PROTOTYPE_SHIFT, BundleDir, RunDir
+from snapsearch.utils.layout import BundleDir, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +300,7 @@ def open_bundle(
     data_cfg = data if data is not None else OmegaConf.load(bundle.source_config).data
     io = _options(data_cfg, batch_size, num_workers)
     record = ServingRecord.from_meta(meta)
-    novelty = _as_exported(novelty, record)
+    novelty = novelty_as_exported(novelty, record)
     wanted = dict(strategies) if strategies else default_strategies()
     if not strategies and record is not None:
         wanted |= record.strategies()
@@ -322,11 +323,11 @@ def open_bundle(
         pool = catalog_pool(manifest, labels)
     photos = calibration_photos(manifest, labels) if manifest is not None else None
     embedded = PhotoEmbeddings(models, labels, io)
-    novel = _bundle_novelty(bundle, embedded, novelty, manifest, photos)
+    novel = bundle_novelty(bundle, embedded, novelty, manifest, photos)
     searching, embedded = _tempered(models, embedded, novelty, novel)
     chosen = calibrate(wanted, photos, embedded)
-    reference = _bundle_reference(bundle, embedded, hubness, photos)
-    shift = _bundle_shift(bundle, embedded, prototype_shift, manifest)
+    reference = bundle_hubness(bundle, embedded, hubness, photos)
+    shift = bundle_shift(bundle, embedded, prototype_shift, manifest, catalog_pool)
     spec = index or IndexSpec()
     built, skipped = _index(models, index_path or shipped, shards, pool, labels, spec, io, reference, shift)
     head = query_type_head(bundle.query_type, models) if query_types else None
@@ -348,37 +349,6 @@ def open_bundle(
     )
 
 
-def _bundle_reference(
-    bundle: BundleDir, embed: PhotoEmbeddings, hubness: HubnessOptions | None, photos: pd.DataFrame | None
-) -> HubReference | None:
-    """The bundle's hubness reference (loaded even with the correction off: its shipped index's densities
-    then still grow with the live catalog); an older bundle's is embedded from the validation photos when
-    they are at hand (else the correction is off, logged)."""
-    if bundle.hubness.is_file():
-        return HubReference.load(bundle.hubness, embed.runtime.embedder_fingerprint)
-    if hubness is None:
-        return None
-    if photos is None:
-        log.warning("bundle %s has no %s (exported before it): re-export it to correct hubness", bundle.root, HUBNESS)
-        return None
-    return hubness.reference(embed, photos)
-
-
-def _bundle_shift(
-    bundle: BundleDir, photos: PhotoEmbeddings, options: PrototypeShiftOptions | None, manifest: pd.DataFrame | None
-) -> PrototypeShift | None:
-    """The bundle's prototype shift; for a bundle exported without one, measured on the training photos when
-    asked for and the manifest is read anyway (else none, logged)."""
-    if bundle.prototype_shift.is_file():
-        return PrototypeShift.load(bundle.prototype_shift, photos.runtime.embedder_fingerprint)
-    if options is None:
-        return None
-    if manifest is None:
-        log.warning("bundle %s has no %s: re-export it to shift the catalog's vectors", bundle.root, PROTOTYPE_SHIFT)
-        return None
-    return options.measure(photos, manifest, catalog_pool(manifest, photos.labels))
-
-
 def _tempered(
     runtime: CascadeRuntime,
     embedded: PhotoEmbeddings,
@@ -391,38 +361,3 @@ def _tempered(
     if not isinstance(tempered, NoveltyTemperedRuntime):
         return runtime, embedded
     return tempered, embedded.tempered(tempered)
-
-
-def _as_exported(options: NoveltyOptions | None, record: ServingRecord | None) -> NoveltyOptions | None:
-    """The novelty options a bundle opens with: an unset temperature slope is the one its calibration was made
-    at (:meth:`NoveltyOptions.as_exported`); with the group off, a bundle calibrated tempered is served
-    untempered, logged."""
-    recorded = record.temperature_slope if record is not None else None
-    if options is None:
-        if recorded:
-            log.warning(
-                "the bundle was calibrated with the gate's novelty temperature (slope %g) and novelty=none serves "
-                "it untempered: its default strategy and conformal thresholds no longer fit; keep the novelty group",
-                recorded,
-            )
-        return None
-    return options.as_exported(recorded)
-
-
-def _bundle_novelty(
-    bundle: BundleDir,
-    photos: PhotoEmbeddings,
-    options: NoveltyOptions | None,
-    manifest: pd.DataFrame | None,
-    validation: pd.DataFrame | None,
-) -> NoveltyReference | None:
-    """The bundle's novelty reference when the bonus or the temperature is on; for a bundle exported without one, built
-    from the training photos when the manifest is read anyway (else none, logged)."""
-    if options is None or not options.applied:
-        return None
-    if bundle.novelty.is_file():
-        return NoveltyReference.load(bundle.novelty, photos.runtime.embedder_fingerprint)
-    if manifest is None:
-        log.warning("bundle %s has no %s: re-export it for the novelty bonus and temperature", bundle.root, NOVELTY)
-        return None
-    return options.reference(photos, manifest, validation)
