@@ -12,6 +12,11 @@ A query whose true partition has no item left would be rejected by any routed st
 queries are counted and reported apart, never in the measures (the unseen-products split keeps a seen
 product in every partition, so it empties none).
 
+A shop's catalog also holds products no model trained on (added after training): ``untrained_in_pool`` keeps a
+seeded share of the fully unseen products in the pool. Their test photos count as in-catalog, and are also
+measured apart against the out-of-catalog ones: both look new to the network, and a lever that lifts new-looking
+photos onto untrained items (the novelty bonus) may lift a photo of a product the shop does not sell as well.
+
 Measures: out-of-catalog photos rejected, in-catalog photos wrongly rejected, and the AUROC of the score,
 each with a bootstrap interval over products (or photos: ``bootstrap.unit``).
 """
@@ -49,6 +54,22 @@ def held_out_products(n_products: int, fraction: float, seed: int) -> np.ndarray
         raise ValueError(f"rejection.holdout_fraction={fraction}: need 0 < fraction < 1")
     n = min(max(2, round(fraction * n_products)), n_products - 1)
     return np.sort(np.random.default_rng(seed).choice(n_products, size=n, replace=False))
+
+
+def kept_in_pool(products: Sequence[int], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, out): a seeded ``share`` of the fully unseen ``products`` stays in the pool as catalog products no
+    model trained on (a shop's products added after training), at least one when ``share`` > 0 and at least
+    two left out of the catalog; the rest leave it."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"rejection.untrained_in_pool={share}: need 0 <= share < 1")
+    shuffled = np.random.default_rng(seed + 1).permutation(np.asarray(products, dtype=np.int64))
+    n = 0 if share == 0 else min(max(1, round(share * len(shuffled))), len(shuffled) - 2)
+    if share > 0 and n < 1:
+        raise ValueError(
+            f"rejection.untrained_in_pool={share}: {len(shuffled)} fully unseen products leave none to keep in "
+            "the pool beside the two the study needs out of it"
+        )
+    return np.sort(shuffled[:n]), np.sort(shuffled[n:])
 
 
 def split_halves(products: Sequence[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,16 +151,27 @@ def rejection_study(
     *,
     unseen: Sequence[int],
     holdout_fraction: float,
+    untrained_in_pool: float,
     seed: int,
     bootstrap: dict[str, Any],
 ) -> dict[str, Any]:
     """Per strategy: the threshold chosen on ``val`` and its measures on ``test``.
 
     ``unseen``: the run's fully unseen products (positions); empty = take ``holdout_fraction`` of the
-    products out of the pool instead. ``val`` must hold the validation photos of the out-of-catalog products
-    as well as the in-catalog ones."""
+    products out of the pool instead. ``untrained_in_pool``: the share of ``unseen`` kept in the pool, as a
+    shop's catalog holds products no model trained on: their test photos are in-catalog queries (also measured
+    apart against the out-of-catalog ones: what the score tells two kinds of new product by), their validation
+    photos choose nothing (a shop has no photo of them). ``val`` must hold the validation photos of the
+    out-of-catalog products as well as the in-catalog ones."""
     trained_on = len(unseen) == 0
-    out_products = held_out_products(len(cascade.products), holdout_fraction, seed) if trained_on else unseen
+    if trained_on and untrained_in_pool > 0:
+        raise ValueError(
+            f"rejection.untrained_in_pool={untrained_in_pool} needs fully unseen products: train the run with "
+            "data.unseen_products.mode=all, or set rejection.untrained_in_pool=0"
+        )
+    kept, out_products = kept_in_pool(unseen, untrained_in_pool, seed)
+    if trained_on:
+        out_products = held_out_products(len(cascade.products), holdout_fraction, seed)
     val_half, test_half = split_halves(out_products, seed)
     held = np.union1d(val_half, test_half)
     index = cascade.index
@@ -150,15 +182,17 @@ def rejection_study(
         np.arange(int(index.item_partition.max()) + 1), index.item_partition[~np.isin(index.item_product, held)]
     )
 
-    def usable(photos: Photos, out_half: np.ndarray) -> tuple[Photos, np.ndarray, int]:
-        """In-catalog photos and this half's out-of-catalog ones, without emptied-partition queries."""
+    def usable(photos: Photos, out_half: np.ndarray, skip: np.ndarray) -> tuple[Photos, np.ndarray, int]:
+        """In-catalog photos (but ``skip``'s) and this half's out-of-catalog ones, without emptied-partition
+        queries."""
         is_out = np.isin(photos.products, out_half)
         emptied = ~left[partition_of[photos.products]]
-        keep = (~np.isin(photos.products, held) | is_out) & ~emptied
+        keep = (~np.isin(photos.products, held) | is_out) & ~emptied & ~np.isin(photos.products, skip)
         return photos.subset(keep), ~is_out[keep], int(emptied.sum())
 
-    val_photos, val_in, val_emptied = usable(val, val_half)
-    test_photos, test_in, test_emptied = usable(test, test_half)
+    val_photos, val_in, val_emptied = usable(val, val_half, kept)
+    test_photos, test_in, test_emptied = usable(test, test_half, np.empty(0, dtype=np.int64))
+    untrained = np.isin(test_photos.products, kept)
     names = cascade.products
     out: dict[str, Any] = {
         "out_of_catalog": "products the models trained on" if trained_on else "fully unseen products",
@@ -168,6 +202,7 @@ def rejection_study(
             "val": [names[int(p)].product_id for p in val_half],
             "test": [names[int(p)].product_id for p in test_half],
         },
+        "untrained_in_pool": [names[int(p)].product_id for p in kept],
         "emptied_partition_queries": {"val": val_emptied, "test": test_emptied},
         "bootstrap_unit": bootstrap["unit"],
         "strategies": {},
@@ -182,4 +217,9 @@ def rejection_study(
             "val": _measure(v_scores, val_in, threshold, val_photos.products, no_intervals),
             "test": _measure(t_scores, test_in, threshold, test_photos.products, bootstrap),
         }
+        if untrained.any():  # the catalog's untrained products' photos against the out-of-catalog ones
+            apart = untrained | ~test_in
+            out["strategies"][name]["test_untrained"] = _measure(
+                t_scores[apart], test_in[apart], threshold, test_photos.products[apart], bootstrap
+            )
     return out

@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from snapsearch.evaluation.camera_faults import FAULT_PHOTOS
 from snapsearch.evaluation.queries_report import query_types_section, text_section
+from snapsearch.evaluation.studies_report import camera_faults_section, growing_pool_section, rejection_section
 from snapsearch.evaluation.tables import markdown_table, pct, with_interval
 from snapsearch.utils.atomic import atomic_save, atomic_write_text
 
@@ -124,9 +124,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         *_novelty_section(results.get("by_novelty"), strategies, results.get("unseen_mode", "all")),
         *_compared_section(results.get("compared")),
         *_selection_section(results.get("selection")),
-        *_growing_pool_section(results.get("growing_pool")),
-        *_camera_faults_section(results.get("camera_faults")),
-        *_rejection_section(results.get("rejection")),
+        *growing_pool_section(results.get("growing_pool")),
+        *camera_faults_section(results.get("camera_faults")),
+        *rejection_section(results.get("rejection")),
         *query_types_section(results.get("query_types")),
         *text_section(results.get("text")),
         "## Recall@1 per category",
@@ -224,109 +224,6 @@ def _selection_section(rules: dict[str, str] | None) -> list[str]:
     if not rules:
         return []
     return ["## How the models were chosen", "", *(f"- {what}: {rule}" for what, rule in rules.items()), ""]
-
-
-def _growing_pool_section(study: dict[str, Any] | None) -> list[str]:
-    """R@1 (R@5) of each strategy as distractor products join the pool, and the plot."""
-    if not study:
-        return []
-    strategies = list(study["points"][0]["metrics"])
-    rows = [
-        [
-            str(p["n_items"]),
-            str(p["n_products"]),
-            *(f"{p['metrics'][s]['R@1']:.3f} ({p['metrics'][s]['R@5']:.3f})" for s in strategies),
-        ]
-        for p in study["points"]
-    ]
-    return [
-        "## Growing pool (distractor products added to the catalog)",
-        "",
-        "R@1 (R@5) of the same queries as train photos of other products join the pool as catalog items of "
-        "their own pseudo-products, in their product's partition.",
-        "",
-        markdown_table(["pool items", "products", *strategies], rows),
-        "",
-        "![growing pool](growing_pool.png)",
-        "",
-    ]
-
-
-def _faults_table(runs: dict[str, Any]) -> str:
-    """One row per corruption: the gate's top-1 and ECE, each strategy's R@1 and the share of clean R@1 kept
-    (with its interval when the study resampled)."""
-
-    def kept(r: dict[str, Any], s: str) -> str:
-        ci = r.get("R@1_kept_ci", {}).get(s)
-        return f"{100 * r['R@1_kept'][s]:.0f}%" + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else "")
-
-    def ece(r: dict[str, Any]) -> str:
-        ci = r.get("gate_ece_ci")
-        return f"{r['gate_ece']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-    strategies = list(runs["clean"]["R@1"])
-    rows = [
-        [name, f"{r['gate_top1']:.3f}", ece(r), *(f"{r['R@1'][s]:.3f} ({kept(r, s)})" for s in strategies)]
-        for name, r in runs.items()
-    ]
-    return markdown_table(["photos", "gate top-1", "gate ECE", *strategies], rows)
-
-
-def _camera_faults_section(study: dict[str, Any] | None) -> list[str]:
-    """Each corruption: the gate's accuracy and ECE, and each strategy's R@1 (share of clean R@1 kept), for
-    all photos and, under the unseen-products protocol, for the seen and held-out products apart."""
-    if not study:
-        return []
-    boot = study.get("bootstrap")
-    note = f" 95% intervals: paired bootstrap over {boot['unit']}s, {boot['resamples']} resamples." if boot else ""
-    parts = [
-        f"## Camera faults ({study['n_photos']} {FAULT_PHOTOS[study.get('photos', 'test')]}, seeded corruptions)",
-        "",
-        "R@1 (share of the clean R@1 kept) and the gate's top-1 accuracy and calibration error under each fault."
-        + note,
-        "",
-        _faults_table(study["corruptions"]),
-        "",
-    ]
-    for group, runs in (study.get("by_novelty") or {}).items():
-        parts += [f"### Camera faults, {group} products", "", _faults_table(runs), ""]
-    return parts
-
-
-def _rejection_section(rejection: dict[str, Any] | None) -> list[str]:
-    """The "not in our catalog" table, when the study ran."""
-    if not rejection:
-        return []
-
-    def cell(r: dict[str, Any], key: str) -> str:
-        low, high = r.get("intervals", {}).get(key, (float("nan"), float("nan")))
-        return f"{r[key]:.3f} [{low:.3f}, {high:.3f}]"
-
-    rows = [
-        [
-            name,
-            f"{r['threshold']:.4f}",
-            cell(r["test"], "out_of_catalog_rejected"),
-            cell(r["test"], "in_catalog_wrongly_rejected"),
-            cell(r["test"], "auroc"),
-        ]
-        for name, r in rejection["strategies"].items()
-    ]
-    held = rejection["held_out_products"]
-    emptied = rejection["emptied_partition_queries"]
-    return [
-        "## Not in our catalog (rejection)",
-        "",
-        f"Out of the pool: {len(held['val']) + len(held['test'])} {rejection['out_of_catalog']}, in two disjoint "
-        f"halves: {len(held['val'])} whose validation photos choose each threshold (Youden's J), {len(held['test'])} "
-        f"whose test photos measure it. Queries whose partition was emptied (reported apart, not measured): "
-        f"{emptied['val']} validation, {emptied['test']} test. 95% intervals over {rejection['bootstrap_unit']}s.",
-        "",
-        markdown_table(
-            ["strategy", "threshold", "out-of-catalog rejected", "in-catalog wrongly rejected", "AUROC"], rows
-        ),
-        "",
-    ]
 
 
 def print_table(results: dict[str, Any], console: Console | None = None) -> None:

@@ -120,6 +120,7 @@ def _rejection(cfg, cascade, manifest, labels, io, calib, v_out, queries, q_out)
         Photos(q_out.embeddings, q_out.probs, label_indices(queries, labels)[1]),
         unseen=[labels.products.index(p) for p in fully_unseen],
         holdout_fraction=cfg.rejection.holdout_fraction,
+        untrained_in_pool=cfg.rejection.untrained_in_pool,
         seed=cfg.rejection.seed,
         bootstrap={"unit": cfg.bootstrap.unit, "resamples": cfg.bootstrap.resamples, "seed": cfg.bootstrap.seed},
     )
