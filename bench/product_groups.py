@@ -7,7 +7,8 @@ Each argument is ``label=evaluation folder`` (or its report.json) of a run train
 ``data.unseen_products`` (any mode). Per run and product group: queries, products, the gate's top-1 on the
 group's photos, and every strategy's R@1 with its 95% interval (the report's bootstrap unit: products by
 default) and its average gain against global search with its interval; then the camera-faults retention (with
-its intervals, for all photos and per group) when the evaluation ran that study. Writes the same as JSON.
+its intervals, for all photos and per group) when the evaluation ran that study. ``--out`` writes the same as
+JSON (no default file: a quick look never overwrites a recorded result).
 
 ``--by-top-group``: also each product group's R@1 per top-level group of the category tree (Grocery: Fruit,
 Packages, Vegetables), every strategy, from the evaluation's rankings.json and its run's manifest: where a
@@ -196,7 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="label=evaluation folder")
     parser.add_argument("--by-top-group", action="store_true", help="R@1 per top-level category group too")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/product_groups.json"))
+    parser.add_argument("--out", type=Path, default=None, help="the JSON to write (none: the tables only)")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     for item in args.runs:
@@ -221,8 +222,9 @@ def main() -> None:
             if len(per_seed_faults) == len(reports):
                 results[label]["camera_faults"] = faults_across_seeds(per_seed_faults)
             _print_seeds(label, results[label])
-    atomic_write_text(args.out, json.dumps(results, indent=2))
-    print(f"\nwritten: {args.out}")
+    if args.out is not None:  # no default file: a quick look never overwrites a recorded result
+        atomic_write_text(args.out, json.dumps(results, indent=2))
+        print(f"\nwritten: {args.out}")
 
 
 if __name__ == "__main__":
