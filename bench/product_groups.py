@@ -7,7 +7,8 @@ Each argument is ``label=evaluation folder`` (or its report.json) of a run train
 ``data.unseen_products`` (any mode). Per run and product group: queries, products, the gate's top-1 on the
 group's photos, and every strategy's R@1 with its 95% interval (the report's bootstrap unit: products by
 default) and its average gain against global search with its interval; then the camera-faults retention (with
-its intervals, for all photos and per group) when the evaluation ran that study. ``--out`` writes the same as
+its intervals, for all photos and per group) when the evaluation ran that study, and the "not in our catalog"
+study's measures when it ran (with untrained products kept in the pool: theirs apart). ``--out`` writes the same as
 JSON (no default file: a quick look never overwrites a recorded result).
 
 ``--by-top-group``: also each product group's R@1 per top-level group of the category tree (Grocery: Fruit,
@@ -79,6 +80,25 @@ def faults(report: dict[str, Any]) -> dict[str, Any] | None:
     mode = report.get("unseen_mode", "all")
     return {"all": _fault_rows(study["corruptions"])} | {
         GROUP_NAMES.get((g, mode), g): _fault_rows(runs) for g, runs in (study.get("by_novelty") or {}).items()
+    }
+
+
+def rejection(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The "not in our catalog" study on the test photos: which products left the pool or stayed in it
+    untrained, and per strategy its threshold and measures (and those of the untrained in-catalog photos
+    against the out-of-catalog ones, when some stayed)."""
+    study = report.get("rejection")
+    if not study:
+        return None
+    return {
+        "out_of_catalog": study["out_of_catalog"],
+        "held_out_products": study["held_out_products"],
+        "untrained_in_pool": study.get("untrained_in_pool", []),
+        "strategies": {
+            name: {"threshold": r["threshold"], "test": r["test"]}
+            | ({"test_untrained": r["test_untrained"]} if "test_untrained" in r else {})
+            for name, r in study["strategies"].items()
+        },
     }
 
 
@@ -178,6 +198,22 @@ def _print_run(label: str, run: dict[str, Any]) -> None:
         for name, c in runs.items():
             kept = "  ".join(f"{s} {_fmt(v, (c['R@1_kept_ci'] or {}).get(s))}" for s, v in c["R@1_kept"].items())
             print(f"  {name:14s} {kept}  ECE {_fmt(c['gate_ece'], c['gate_ece_ci'])}")
+    if run.get("rejection"):
+        r = run["rejection"]
+        n_out = sum(len(v) for v in r["held_out_products"].values())
+        print(f"\n{label} / not in our catalog ({n_out} out, {len(r['untrained_in_pool'])} untrained in the pool):")
+        for name, m in r["strategies"].items():
+            line = f"  {name:10s} out rejected {_measure(m['test'], 'out_of_catalog_rejected')}"
+            line += f"  in wrongly {_measure(m['test'], 'in_catalog_wrongly_rejected')}"
+            line += f"  AUROC {_measure(m['test'], 'auroc')}"
+            if "test_untrained" in m:
+                line += f"  untrained wrongly {_measure(m['test_untrained'], 'in_catalog_wrongly_rejected')}"
+                line += f"  AUROC untrained vs out {_measure(m['test_untrained'], 'auroc')}"
+            print(line)
+
+
+def _measure(result: dict[str, Any], key: str) -> str:
+    return _fmt(result[key], result.get("intervals", {}).get(key))
 
 
 def _print_seeds(label: str, result: dict[str, Any]) -> None:
@@ -212,6 +248,7 @@ def main() -> None:
                 "bootstrap": report.get("bootstrap"),
                 "groups": groups(report),
                 "camera_faults": faults(report),
+                "rejection": rejection(report),
             }
             if args.by_top_group:
                 results[name]["by_top_group"] = by_top_group(Path(path))
