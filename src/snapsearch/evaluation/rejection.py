@@ -62,7 +62,7 @@ def kept_in_pool(products: Sequence[int], share: float, seed: int) -> tuple[np.n
     two left out of the catalog; the rest leave it."""
     if not 0.0 <= share < 1.0:
         raise ValueError(f"rejection.untrained_in_pool={share}: need 0 <= share < 1")
-    shuffled = np.random.default_rng(seed + 1).permutation(np.asarray(products, dtype=np.int64))
+    shuffled = np.random.default_rng(seed + 1).permutation(np.asarray(products, dtype=np.int64))  # not the halves' draw
     n = 0 if share == 0 else min(max(1, round(share * len(shuffled))), len(shuffled) - 2)
     if share > 0 and n < 1:
         raise ValueError(
