@@ -140,7 +140,7 @@ def novelty_info(bonus: NoveltyBonus | None, runtime: CascadeRuntime) -> dict[st
     return {
         "weight": bonus.weight if bonus is not None else 0.0,
         "depth": bonus.depth if bonus is not None else None,
-        "temperature_slope": tempered.slope if tempered is not None else 0.0,
+        "temperature_slope": applied_slope(runtime),
         "neighbours": ref.photos.k,
         "ramp": [ref.lo, ref.hi],
         "training_photos": len(ref.photos.photos),
